@@ -1,0 +1,222 @@
+"""Frozen dataclasses that describe a run: the model, its parallel layout, optimiser, data, loss and experiment.
+
+Every config validates itself in `__post_init__` and fails with a message that says how to fix it, so a bad
+experiment file dies before anything is compiled. Variants are made with `dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot work; the message says how to fix it."""
+
+
+def _require(ok: bool, msg: str) -> None:
+    if not ok:
+        raise ConfigError(msg)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model
+# ----------------------------------------------------------------------------------------------------------------
+
+ATTENTION_IMPLS = ("xla", "fused", "cudnn")
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A Nemotron-4 decoder: pre-LayerNorm1p blocks, GQA with partial RoPE, squared-ReLU MLP, untied output."""
+
+    name: str
+    vocab_size: int
+    num_layers: int
+    d_model: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    ffn_dim: int
+    max_seq_len: int = 4096
+    rotary_fraction: float = 0.5
+    rope_base: float = 10000.0
+    norm_eps: float = 1e-5
+    init_std: float = 0.02
+    # Megatron's default: output projections (attention out, MLP down) start at init_std / sqrt(2 * layers).
+    scaled_out_init: bool = True
+    dtype: str = "float32"  # compute dtype; parameters are always fp32 masters
+    attention_impl: str = "xla"  # "xla" reference einsums | "fused" jax.nn.dot_product_attention | "cudnn"
+    remat: str = "none"  # a key of nemotron_jax.model.transformer.REMAT_POLICIES
+    scan_layers: bool = True
+    bos_id: int = 2
+    eos_id: int = 3
+    pad_id: int = 0
+
+    def __post_init__(self) -> None:
+        for f in ("vocab_size", "num_layers", "d_model", "num_heads", "num_kv_heads", "head_dim", "ffn_dim",
+                  "max_seq_len"):
+            _require(getattr(self, f) > 0, f"ModelConfig.{f} must be positive, got {getattr(self, f)}")
+        _require(self.num_heads % self.num_kv_heads == 0,
+                 f"num_heads={self.num_heads} is not divisible by num_kv_heads={self.num_kv_heads}: GQA shares "
+                 f"each KV head among num_heads/num_kv_heads query heads; pick num_kv_heads from the divisors "
+                 f"of {self.num_heads}.")
+        _require(0.0 < self.rotary_fraction <= 1.0,
+                 f"rotary_fraction must be in (0, 1], got {self.rotary_fraction}")
+        rot = self.head_dim * self.rotary_fraction
+        _require(rot == int(rot) and int(rot) % 2 == 0,
+                 f"head_dim * rotary_fraction = {rot} rotary dims; it must be an even whole number because "
+                 f"RoPE rotates pairs (i, i + R/2). Change head_dim or rotary_fraction.")
+        _require(self.dtype in COMPUTE_DTYPES, f"dtype must be one of {COMPUTE_DTYPES}, got {self.dtype!r}")
+        _require(self.attention_impl in ATTENTION_IMPLS,
+                 f"attention_impl must be one of {ATTENTION_IMPLS}, got {self.attention_impl!r}")
+        from nemotron_jax.model.remat import REMAT_POLICIES  # local import: config stays dependency-light
+
+        _require(self.remat in REMAT_POLICIES,
+                 f"remat={self.remat!r} is not a known policy; choose one of {sorted(REMAT_POLICIES)}")
+        for tok in ("bos_id", "eos_id", "pad_id"):
+            _require(0 <= getattr(self, tok) < self.vocab_size,
+                     f"{tok}={getattr(self, tok)} is outside the vocabulary [0, {self.vocab_size})")
+
+    @property
+    def rotary_dim(self) -> int:
+        return int(self.head_dim * self.rotary_fraction)
+
+    @property
+    def q_per_kv(self) -> int:
+        return self.num_heads // self.num_kv_heads
+
+    def replace(self, **kw: Any) -> "ModelConfig":
+        return dataclasses.replace(self, **kw)
+
+
+def nemotron4_340b(**kw: Any) -> ModelConfig:
+    """Nemotron-4 340B (SPEC §1): 96 layers, D 18432, 96 heads / 8 KV heads of 192, FFN 73728, vocab 256000."""
+    base = dict(name="nemotron4-340b", vocab_size=256_000, num_layers=96, d_model=18432, num_heads=96,
+                num_kv_heads=8, head_dim=192, ffn_dim=73728, max_seq_len=4096, init_std=0.0063,
+                dtype="bfloat16", remat="full")
+    return ModelConfig(**{**base, **kw})
+
+
+def nemotron4_15b(**kw: Any) -> ModelConfig:
+    """Nemotron-4 15B: 32 layers, D 6144, 48 heads / 8 KV heads of 128, FFN 24576, vocab 256000."""
+    base = dict(name="nemotron4-15b", vocab_size=256_000, num_layers=32, d_model=6144, num_heads=48,
+                num_kv_heads=8, head_dim=128, ffn_dim=24576, max_seq_len=4096, init_std=0.0134,
+                dtype="bfloat16", remat="full")
+    return ModelConfig(**{**base, **kw})
+
+
+def nemotron_1b(**kw: Any) -> ModelConfig:
+    """A ~1B Nemotron-shaped model for single-GPU checks (same code path, 256K vocab)."""
+    base = dict(name="nemotron-1b", vocab_size=256_000, num_layers=16, d_model=2048, num_heads=16,
+                num_kv_heads=4, head_dim=128, ffn_dim=8192, max_seq_len=4096, init_std=0.02,
+                dtype="bfloat16", attention_impl="fused")
+    return ModelConfig(**{**base, **kw})
+
+
+def toy_tiny(**kw: Any) -> ModelConfig:
+    """The unit-test model: every dimension small but distinct, head_dim != d_model / heads, GQA 2:1."""
+    base = dict(name="toy-tiny", vocab_size=128, num_layers=2, d_model=32, num_heads=4, num_kv_heads=2,
+                head_dim=12, ffn_dim=64, max_seq_len=64, init_std=0.05)
+    return ModelConfig(**{**base, **kw})
+
+
+def toy_small(**kw: Any) -> ModelConfig:
+    """The toy world's model (~13M parameters with an 8K vocabulary); trains on a laptop CPU in minutes."""
+    base = dict(name="toy-small", vocab_size=8192, num_layers=4, d_model=256, num_heads=8, num_kv_heads=2,
+                head_dim=32, ffn_dim=1024, max_seq_len=512, init_std=0.02)
+    return ModelConfig(**{**base, **kw})
+
+
+def bench_cpu(**kw: Any) -> ModelConfig:
+    """The CPU train-step benchmark shape: 4 layers, D 512, 8 heads / 2 KV heads of 64, FFN 2048, vocab 8192."""
+    base = dict(name="bench-cpu", vocab_size=8192, num_layers=4, d_model=512, num_heads=8, num_kv_heads=2,
+                head_dim=64, ffn_dim=2048, max_seq_len=512, init_std=0.02)
+    return ModelConfig(**{**base, **kw})
+
+
+MODEL_PRESETS = {
+    "nemotron4-340b": nemotron4_340b,
+    "nemotron4-15b": nemotron4_15b,
+    "nemotron-1b": nemotron_1b,
+    "toy-tiny": toy_tiny,
+    "toy-small": toy_small,
+    "bench-cpu": bench_cpu,
+}
+
+
+def model_preset(name: str, **kw: Any) -> ModelConfig:
+    """Look a preset up by name (`toy-small`, `nemotron4-340b`, ...)."""
+    if name not in MODEL_PRESETS:
+        raise ConfigError(f"unknown model preset {name!r}; known presets: {sorted(MODEL_PRESETS)}")
+    return MODEL_PRESETS[name](**kw)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Parallel layout
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParallelConfig:
+    """Mesh sizes (one may be -1: inferred from the device count) and the pipeline/sequence/optimizer switches."""
+
+    data: int = -1
+    fsdp: int = 1
+    pipeline: int = 1
+    tensor: int = 1
+    virtual_stages: int = 1  # interleaved (circular) pipeline chunks per stage
+    microbatches: int = 1  # pipeline microbatches per step
+    sequence_parallel: bool = False
+    shard_optimizer: bool = True  # distributed optimizer: Adam moments + fp32 master sharded over data
+
+    def __post_init__(self) -> None:
+        sizes = (self.data, self.fsdp, self.pipeline, self.tensor)
+        _require(sum(s == -1 for s in sizes) <= 1,
+                 f"at most one of data/fsdp/pipeline/tensor may be -1 (inferred), got {sizes}")
+        _require(all(s == -1 or s >= 1 for s in sizes), f"mesh sizes must be >= 1 or -1, got {sizes}")
+        _require(self.virtual_stages >= 1, f"virtual_stages must be >= 1, got {self.virtual_stages}")
+        _require(self.microbatches >= 1, f"microbatches must be >= 1, got {self.microbatches}")
+        _require(self.virtual_stages == 1 or self.pipeline > 1,
+                 "virtual_stages > 1 needs pipeline > 1 (interleaving splits each pipeline stage)")
+
+    def replace(self, **kw: Any) -> "ParallelConfig":
+        return dataclasses.replace(self, **kw)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Optimiser and schedules
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with global-norm clipping and an LR schedule (NeMo's pretraining defaults, SPEC §2)."""
+
+    lr: float = 1e-4
+    min_lr: float = 1e-5
+    schedule: str = "cosine"  # cosine | constant | linear | wsd (warmup-stable-decay, for continued pretraining)
+    warmup_steps: int = 500
+    decay_steps: Optional[int] = None  # None: the run's total steps minus warmup
+    wsd_decay_fraction: float = 0.2  # wsd: share of steps spent in the final decay
+    wsd_decay_shape: str = "linear"  # wsd: linear | cosine | sqrt (steeper at the end)
+    b1: float = 0.9
+    b2: float = 0.95
+    eps: float = 1e-5
+    weight_decay: float = 0.1
+    clip_norm: float = 1.0
+    max_nonfinite_in_a_row: int = 10
+
+    def __post_init__(self) -> None:
+        _require(self.schedule in ("cosine", "constant", "linear", "wsd"),
+                 f"schedule must be cosine|constant|linear|wsd, got {self.schedule!r}")
+        _require(self.lr >= 0 and self.min_lr >= 0, "learning rates must be non-negative")
+        _require(0.0 <= self.wsd_decay_fraction <= 1.0, "wsd_decay_fraction must be in [0, 1]")
+
+    def replace(self, **kw: Any) -> "OptimConfig":
+        return dataclasses.replace(self, **kw)
+
+
+AdamW = OptimConfig  # the name experiment files use

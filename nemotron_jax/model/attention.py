@@ -1,0 +1,110 @@
+"""Grouped-query attention with partial RoPE, causal + segment masks, and an optional KV cache.
+
+Query head n reads KV head n // (N / K). Two cores compute the same function: `xla` (reference einsums, fp32
+softmax, runs anywhere) and `fused`/`cudnn` (`jax.nn.dot_product_attention`, the GPU fast path).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int
+
+from nemotron_jax.config import ModelConfig
+from nemotron_jax.model.initializers import out_init, weight_init
+from nemotron_jax.model.rope import apply_rope
+from nemotron_jax.parallel.axes import (ACT_HEADS, ACT_KV_HEADS, ATTN_LENGTH, BATCH, EMBED, HEAD_DIM, HEADS,
+                                        KV_HEADS, shard)
+
+# Masked logits get the most negative finite fp32, not -inf: a fully masked row (padding) then stays finite.
+NEG_INF = float(jnp.finfo(jnp.float32).min)
+
+
+def training_mask(segment_ids: Optional[Int[Array, "B T"]], batch: int, length: int) -> Bool[Array, "B T S"]:
+    """Causal by index, and no attention across documents of a packed row (segment ids must match)."""
+    causal = jnp.tril(jnp.ones((length, length), dtype=bool))[None]
+    if segment_ids is None:
+        return jnp.broadcast_to(causal, (batch, length, length))
+    same_doc = segment_ids[:, :, None] == segment_ids[:, None, :]
+    return causal & same_doc
+
+
+def cache_mask(positions: Int[Array, "B T"], slot_positions: Int[Array, "B S"]) -> Bool[Array, "B T S"]:
+    """Decode mask: a query at position p sees every filled cache slot (position >= 0) at position <= p."""
+    filled = slot_positions[:, None, :] >= 0
+    return filled & (slot_positions[:, None, :] <= positions[:, :, None])
+
+
+def xla_attention(q: Float[Array, "B T N H"], k: Float[Array, "B S K H"], v: Float[Array, "B S K H"],
+                  mask: Bool[Array, "B T S"]) -> Float[Array, "B T N H"]:
+    """Reference GQA: logits and softmax in fp32, KV heads broadcast over their query group."""
+    b, t, n, h = q.shape
+    kv = k.shape[2]
+    qg = q.reshape(b, t, kv, n // kv, h)  # [B, T, K, G, H]
+    logits = jnp.einsum("BTKGH,BSKH->BKGTS", qg, k, preferred_element_type=jnp.float32)
+    logits = logits * (h ** -0.5)
+    logits = jnp.where(mask[:, None, None, :, :], logits, NEG_INF)
+    probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+    out = jnp.einsum("BKGTS,BSKH->BTKGH", probs, v)
+    return out.reshape(b, t, n, h)
+
+
+def fused_attention(q: Float[Array, "B T N H"], k: Float[Array, "B S K H"], v: Float[Array, "B S K H"],
+                    mask: Optional[Bool[Array, "B T S"]], implementation: Optional[str]) -> Float[Array, "B T N H"]:
+    """jax.nn.dot_product_attention; a plain causal mask is passed as is_causal so cuDNN can use its kernel."""
+    if mask is None:
+        return jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=implementation)
+    return jax.nn.dot_product_attention(q, k, v, mask=mask[:, None], implementation=implementation)
+
+
+class Attention(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x: Float[Array, "B T D"], positions: Int[Array, "B T"],
+                 segment_ids: Optional[Int[Array, "B T"]], cache: Optional[dict] = None,
+                 cache_ctx: Optional[dict] = None) -> tuple[Float[Array, "B T D"], Optional[dict]]:
+        cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
+        d, n, kv, h = cfg.d_model, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        wq = self.param("wq", nn.with_logical_partitioning(weight_init(cfg), (EMBED, HEADS, HEAD_DIM)), (d, n, h))
+        wk = self.param("wk", nn.with_logical_partitioning(weight_init(cfg), (EMBED, KV_HEADS, HEAD_DIM)),
+                        (d, kv, h))
+        wv = self.param("wv", nn.with_logical_partitioning(weight_init(cfg), (EMBED, KV_HEADS, HEAD_DIM)),
+                        (d, kv, h))
+        wo = self.param("wo", nn.with_logical_partitioning(out_init(cfg), (HEADS, HEAD_DIM, EMBED)), (n, h, d))
+        xd = x.astype(dt)
+        q = shard(jnp.einsum("BTD,DNH->BTNH", xd, wq.astype(dt)), (BATCH, ATTN_LENGTH, ACT_HEADS, None))
+        k = shard(jnp.einsum("BTD,DKH->BTKH", xd, wk.astype(dt)), (BATCH, ATTN_LENGTH, ACT_KV_HEADS, None))
+        v = shard(jnp.einsum("BTD,DKH->BTKH", xd, wv.astype(dt)), (BATCH, ATTN_LENGTH, ACT_KV_HEADS, None))
+        q = apply_rope(q, positions, cfg.rotary_dim, cfg.rope_base)
+        k = apply_rope(k, positions, cfg.rotary_dim, cfg.rope_base)
+
+        if cache is not None:
+            k, v, cache = write_cache(cache, k, v, cache_ctx["write_index"])
+            mask = cache_mask(positions, cache_ctx["slot_positions"])
+        elif segment_ids is None and cfg.attention_impl != "xla":
+            mask = None  # pure causal: let the fused kernel use is_causal
+        else:
+            mask = training_mask(segment_ids, x.shape[0], x.shape[1])
+
+        if cfg.attention_impl == "xla":
+            out = xla_attention(q, k, v, mask)
+        else:
+            out = fused_attention(q, k, v, mask, "cudnn" if cfg.attention_impl == "cudnn" else None)
+        out = shard(out, (BATCH, ATTN_LENGTH, ACT_HEADS, None))
+        return jnp.einsum("BTNH,NHD->BTD", out, wo.astype(dt)), cache
+
+
+def write_cache(cache: dict, k: Float[Array, "B T K H"], v: Float[Array, "B T K H"],
+                write_index: Int[Array, "B"]) -> tuple[Array, Array, dict]:
+    """Write this step's K/V into each row's cache at its own offset (ragged batches decode in lock-step)."""
+
+    def put(buf, new, start):
+        return jax.lax.dynamic_update_slice_in_dim(buf, new.astype(buf.dtype), start, axis=0)
+
+    ck = jax.vmap(put)(cache["k"], k, write_index)
+    cv = jax.vmap(put)(cache["v"], v, write_index)
+    return ck.astype(k.dtype), cv.astype(v.dtype), {"k": ck, "v": cv}
