@@ -220,3 +220,115 @@ class OptimConfig:
 
 
 AdamW = OptimConfig  # the name experiment files use
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training loop: batch sizing and ramp, checkpoints, logging, the pretraining loss, the Experiment (loop engineer)
+# ----------------------------------------------------------------------------------------------------------------
+
+RAMP_UNITS = ("samples", "tokens")
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """Global batch in sequences of `seq_len` tokens, the per-replica microbatch, and an optional Megatron ramp.
+
+    Each step's batch is micro_batch x data_parallel x accum; a ramp changes only accum (train/ramp.py). Ramp forms:
+    `ramp="0:768 200B:1536 400B:2304"` (thresholds in `ramp_unit`, K/M/B/T suffixes) or the linear
+    `ramp_start`/`ramp_increment`/`ramp_samples` (Megatron --rampup-batch-size).
+    """
+
+    global_batch: int
+    seq_len: int
+    micro_batch: int = 1  # rows per data-parallel replica per accumulation microbatch
+    ramp: Optional[str] = None
+    ramp_unit: str = "samples"
+    ramp_start: Optional[int] = None
+    ramp_increment: int = 0
+    ramp_samples: int = 0
+
+    def __post_init__(self) -> None:
+        for f in ("global_batch", "seq_len", "micro_batch"):
+            _require(getattr(self, f) >= 1, f"BatchConfig.{f} must be >= 1, got {getattr(self, f)}")
+        _require(self.ramp_unit in RAMP_UNITS, f"ramp_unit must be one of {RAMP_UNITS}, got {self.ramp_unit!r}")
+        _require(not (self.ramp and self.ramp_start is not None),
+                 "give either the step ramp (batch.ramp='0:768 200B:1536') or the linear ramp (batch.ramp_start/"
+                 "ramp_increment/ramp_samples), not both")
+
+    def replace(self, **kw: Any) -> "BatchConfig":
+        return dataclasses.replace(self, **kw)
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """Orbax checkpoints under `<run_dir>/checkpoints` (or `dir`): every `save_every` steps, at the end, on SIGTERM."""
+
+    save_every: int = 1000
+    keep: int = 3  # newest checkpoints kept; older ones are deleted
+    async_save: bool = True  # training continues while the checkpoint is written
+    save_on_sigterm: bool = True  # preemption: finish the step, save, exit cleanly
+    resume: bool = True  # start from the newest checkpoint in the folder when there is one
+    dir: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        _require(self.save_every >= 1, f"checkpoint.save_every must be >= 1, got {self.save_every}")
+        _require(self.keep >= 1, f"checkpoint.keep must be >= 1, got {self.keep}")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Metrics every `every` steps to `<run_dir>/metrics.jsonl` and TensorBoard, and a console progress bar."""
+
+    every: int = 10
+    jsonl: bool = True
+    tensorboard: bool = True
+    progress: bool = True
+    peak_flops: Optional[float] = None  # per device, FLOP/s, for MFU; None: looked up from the device kind
+
+    def __post_init__(self) -> None:
+        _require(self.every >= 1, f"logging.every must be >= 1, got {self.every}")
+
+
+@dataclass(frozen=True)
+class NextTokenLoss:
+    """Pretraining: masked next-token NLL averaged over target tokens (the loop's `pretrain` task)."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One training run: the model, its data, loss, optimiser, layout and batch, how long, where it writes.
+
+    Exactly one of `steps`, `train_samples`, `train_tokens` sets the length (samples/tokens go through the ramp).
+    `init_from` loads parameters only (a training checkpoint folder or a step inside it) before step 0.
+    """
+
+    name: str
+    model: ModelConfig
+    data: Any
+    batch: BatchConfig
+    loss: Any = field(default_factory=NextTokenLoss)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    parallel: ParallelConfig = field(default_factory=lambda: ParallelConfig(data=1))
+    steps: Optional[int] = None
+    train_samples: Optional[int] = None
+    train_tokens: Optional[int] = None
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    init_from: Optional[str] = None
+    run_dir: Optional[str] = None  # default runs/<name>
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        lengths = [f for f in ("steps", "train_samples", "train_tokens") if getattr(self, f) is not None]
+        _require(len(lengths) == 1, f"set exactly one of steps / train_samples / train_tokens, got {lengths or 'none'}")
+        _require(getattr(self, lengths[0]) >= 1, f"{lengths[0]} must be >= 1, got {getattr(self, lengths[0])}")
+        _require(self.batch.seq_len <= self.model.max_seq_len,
+                 f"batch.seq_len={self.batch.seq_len} exceeds model.max_seq_len={self.model.max_seq_len}; "
+                 f"lower batch.seq_len or raise model.max_seq_len")
+
+    @property
+    def out_dir(self) -> str:
+        return self.run_dir or f"runs/{self.name}"
+
+    def replace(self, **kw: Any) -> "Experiment":
+        return dataclasses.replace(self, **kw)
