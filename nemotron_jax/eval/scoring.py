@@ -1,0 +1,142 @@
+"""Log-likelihood scoring of continuations, batched through `model.forward` in power-of-two buckets.
+
+    rows = [ctx + cont] sorted by length (longest first)
+    for each batch: T = next_pow2(longest row), B = pow2 rows fitting the token budget
+        tokens = row[:-1], targets = row[1:], mask = 1 on the continuation's targets (right padding)
+        logp, greedy = jit(score)(params, tokens, targets, mask)      # one compile per (B, T) bucket
+
+Only a handful of (B, T) shapes ever reach the compiler, so a whole benchmark compiles a few times, not once per
+example. A continuation is "greedy" when every one of its tokens is the argmax of the model's distribution.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Optional, Protocol, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int
+
+from nemotron_jax.config import ModelConfig
+from nemotron_jax.eval.text import Tokenizer, split_continuation
+from nemotron_jax.losses.common import token_logps
+from nemotron_jax.model import forward
+
+Params = dict[str, Any]
+
+
+class LoglikelihoodScorer(Protocol):
+    """Text-level scorer: (context, continuation) pairs -> (log p(continuation | context), is_greedy)."""
+
+    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class BucketPolicy:
+    """Shapes the scorer may compile: lengths and batch sizes are powers of two within these bounds."""
+
+    min_len: int = 16
+    token_budget: int = 8192  # B * T per forward; bounds the [B, T, V] fp32 logits held at once
+    max_batch: int = 64
+
+    def __post_init__(self) -> None:
+        for f in ("min_len", "token_budget", "max_batch"):
+            if getattr(self, f) < 1:
+                raise ValueError(f"BucketPolicy.{f} must be >= 1, got {getattr(self, f)}")
+
+
+def next_pow2(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def _prev_pow2(n: int) -> int:
+    return 1 << (max(1, int(n)).bit_length() - 1)
+
+
+def plan_batches(lengths: Sequence[int], max_len: int, policy: BucketPolicy) -> list[tuple[list[int], int, int]]:
+    """Group row indices (longest first) into batches; returns (indices, padded batch B, padded length T)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches, start = [], 0
+    while start < len(order):
+        t = min(max(next_pow2(lengths[order[start]]), policy.min_len), max_len)
+        cap = max(1, min(policy.max_batch, _prev_pow2(policy.token_budget // t)))
+        idx = order[start:start + cap]
+        batches.append((idx, min(next_pow2(len(idx)), cap), t))
+        start += len(idx)
+    return batches
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def score_batch(params: Params, tokens: Int[Array, "B T"], targets: Int[Array, "B T"], mask: Float[Array, "B T"],
+                cfg: ModelConfig) -> tuple[Float[Array, "B"], Bool[Array, "B"]]:
+    """Summed masked log-probs per row, and whether every masked target is the argmax."""
+    logits = forward(params, tokens, cfg)
+    logp = jnp.sum(token_logps(logits, targets) * mask, axis=-1)
+    greedy = jnp.all((jnp.argmax(logits, axis=-1) == targets) | (mask == 0), axis=-1)
+    return logp, greedy
+
+
+def _row(ctx: Sequence[int], cont: Sequence[int], max_len: int, i: int) -> tuple[list[int], int]:
+    """ctx + cont, left-truncated to max_len + 1 tokens; returns (row, continuation length)."""
+    if not cont:
+        raise ValueError(f"request {i}: empty continuation (nothing to score)")
+    if not ctx:
+        raise ValueError(f"request {i}: empty context; prepend a BOS token so the first continuation token has "
+                         f"something to be predicted from")
+    if len(cont) > max_len:
+        raise ValueError(f"request {i}: continuation of {len(cont)} tokens does not fit the model's "
+                         f"max_seq_len={max_len}")
+    row = list(ctx) + list(cont)
+    return row[-(max_len + 1):], len(cont)
+
+
+def loglikelihood(params: Params, cfg: ModelConfig, contexts: Sequence[Sequence[int]],
+                  continuations: Sequence[Sequence[int]], *,
+                  policy: BucketPolicy = BucketPolicy()) -> tuple[np.ndarray, np.ndarray]:
+    """log p(continuation | context) summed over tokens, and is-greedy, for each (context, continuation) pair.
+
+    Contexts longer than the model's window lose their oldest tokens; the continuation is always scored whole.
+    """
+    if len(contexts) != len(continuations):
+        raise ValueError(f"{len(contexts)} contexts but {len(continuations)} continuations")
+    max_len = cfg.max_seq_len
+    rows = [_row(c, k, max_len, i) for i, (c, k) in enumerate(zip(contexts, continuations))]
+    logps, greedy = np.zeros(len(rows), np.float64), np.zeros(len(rows), bool)
+    for idx, b, t in plan_batches([len(r) - 1 for r, _ in rows], max_len, policy):
+        tokens, targets, mask = (np.zeros((b, t), np.int32), np.zeros((b, t), np.int32),
+                                 np.zeros((b, t), np.float32))
+        for j, i in enumerate(idx):
+            row, n_cont = rows[i]
+            n = len(row) - 1
+            tokens[j, :n], targets[j, :n], mask[j, n - n_cont:n] = row[:-1], row[1:], 1.0
+        lp, gr = jax.device_get(score_batch(params, tokens, targets, mask, cfg))
+        logps[idx], greedy[idx] = lp[:len(idx)], gr[:len(idx)]
+    return logps, greedy
+
+
+class ModelScorer:
+    """In-process scorer over a parameter tree: text pairs are tokenized, BOS-prefixed and bucketed."""
+
+    def __init__(self, params: Params, cfg: ModelConfig, tokenizer: Tokenizer, *, add_bos: bool = True,
+                 policy: BucketPolicy = BucketPolicy()) -> None:
+        self.params, self.cfg, self.tokenizer = params, cfg, tokenizer
+        self.add_bos, self.policy = add_bos, policy
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        ctx, cont = split_continuation(self.tokenizer, context, continuation)
+        return ([self.cfg.bos_id] if self.add_bos else []) + ctx, cont
+
+    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
+        pairs = [self.encode_pair(c, k) for c, k in requests]
+        lp, gr = loglikelihood(self.params, self.cfg, [p[0] for p in pairs], [p[1] for p in pairs],
+                               policy=self.policy)
+        return [(float(a), bool(b)) for a, b in zip(lp, gr)]
+
+
+def compiled_shapes() -> Optional[int]:
+    """How many (B, T) buckets the scorer has compiled in this process (None if jax hides the count)."""
+    size = getattr(score_batch, "_cache_size", None)
+    return size() if callable(size) else None
