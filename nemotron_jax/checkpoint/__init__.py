@@ -1,1 +1,1 @@
-"""nemotron_jax.checkpoint"""
+"""Checkpoints: orbax training state, parameter-only folders, HF/Megatron interop."""
