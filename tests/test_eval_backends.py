@@ -1,0 +1,105 @@
+"""OpenAI-compatible backends: echo-logprob scoring over loopback HTTP equals the in-process scorer."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import jax
+import numpy as np
+import pytest
+
+from nemotron_jax import config
+from nemotron_jax.eval import backends, scoring
+from nemotron_jax.eval.text import ByteTokenizer
+from nemotron_jax.model import forward, init_params
+
+CFG = config.toy_tiny(vocab_size=264, max_seq_len=32)
+TOK = ByteTokenizer()
+
+
+@pytest.fixture(scope="module")
+def params():
+    return init_params(CFG, jax.random.PRNGKey(0))
+
+
+def _echo_choice(params, ids, text_pieces):
+    """An OpenAI echo response for one prompt: per-token log-probs (first None), top-1, offsets, +1 new token."""
+    x = np.zeros((1, CFG.max_seq_len), np.int32)
+    x[0, :len(ids)] = ids
+    logits = np.asarray(forward(params, x, CFG)[0], np.float64)
+    logp = logits - logits.max(-1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+    toks = [TOK.decode([i]) if i != CFG.bos_id else "" for i in ids]
+    lps, tops = [None], [None]
+    for t in range(1, len(ids)):
+        lps.append(float(logp[t - 1, ids[t]]))
+        best = int(logp[t - 1].argmax())
+        tops.append({(TOK.decode([best]) if best >= 4 else f"<{best}>"): float(logp[t - 1, best])})
+    nxt = int(logp[len(ids) - 1].argmax())  # the one generated token (max_tokens=1)
+    toks.append(TOK.decode([nxt]))
+    lps.append(float(logp[len(ids) - 1, nxt]))
+    tops.append({toks[-1]: lps[-1]})
+    offsets = list(np.cumsum([0] + [len(t) for t in toks[:-1]]))
+    return {"text": "".join(toks), "logprobs": {"tokens": toks, "token_logprobs": lps, "top_logprobs": tops,
+                                                "text_offset": [int(o) for o in offsets]}}
+
+
+@pytest.fixture(scope="module")
+def server(params):
+    """A loopback server: /v1/completions with echo (text prompts get BOS prepended, like a real server)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if not body.get("echo"):
+                choices = [{"index": i, "text": f" reply {len(p)}", "finish_reason": "stop"}
+                           for i, p in enumerate(body["prompt"])]
+            else:
+                choices = []
+                for i, p in enumerate(body["prompt"]):
+                    ids = [CFG.bos_id] + TOK.encode(p) if isinstance(p, str) else p
+                    choices.append({"index": i, **_echo_choice(params, ids, None)})
+            out = json.dumps({"choices": choices}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    srv.shutdown()
+
+
+REQUESTS = [("Question: 2+2?\nAnswer:", " 4"), ("The cat", " sat on"), ("Hi", " there friend")]
+
+
+def test_http_echo_scoring_matches_in_process(params, server):
+    ref = scoring.ModelScorer(params, CFG, TOK).loglikelihood(REQUESTS)
+    for kw in ({}, {"tokenizer": TOK, "add_bos": True, "bos_id": CFG.bos_id}):  # text offsets, then token ids
+        got = backends.CompletionsScorer.http(server, "m", batch=2, **kw).loglikelihood(REQUESTS)
+        np.testing.assert_allclose([g[0] for g in got], [r[0] for r in ref], rtol=1e-5, atol=1e-4)
+        assert [g[1] for g in got] == [r[1] for r in ref]
+
+
+def test_http_generator_keeps_prompt_order(server):
+    gen = backends.CompletionsGenerator.http(server, "m", batch=2, concurrency=2)
+    prompts = ["a", "bb", "ccc", "dddd", "eeeee"]
+    assert gen.generate(prompts, max_tokens=4) == [f" reply {len(p)}" for p in prompts]
+
+
+def test_server_errors_are_reported():
+    def refuse(body):
+        raise backends.BackendError("http://x/v1/completions answered 400: 'echo' is not supported")
+
+    with pytest.raises(backends.BackendError, match="echo"):
+        backends.CompletionsScorer(refuse).loglikelihood([("a", "b")])
+    no_logprobs = lambda body: {"choices": [{"index": 0, "text": "x", "logprobs": None}]}
+    with pytest.raises(backends.BackendError, match="echo=True"):
+        backends.CompletionsScorer(no_logprobs).loglikelihood([("a", "b")])
+    with pytest.raises(backends.BackendError, match="cannot reach"):
+        backends.http_post("http://127.0.0.1:9", timeout_s=2)({"prompt": "x"})
