@@ -237,6 +237,7 @@ def run_pipeline(cfg: PipelineConfig, *, shard: tuple[int, int] = (0, 1), progre
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise ValueError(f"stage names must be unique, got {names}; give repeated types a 'name'")
+    _check_models(stages, models)
     shard_idx = _shard_index(stages, cfg.shard_at)
 
     items: list[Item] = []
@@ -272,6 +273,16 @@ def run_pipeline(cfg: PipelineConfig, *, shard: tuple[int, int] = (0, 1), progre
         json.dump({"name": cfg.name, "shard": [index, num], "seed": cfg.seed, "stages": names,
                    **{k: v for k, v in dataclasses.asdict(result).items() if k != "stage_paths"}}, f, indent=1)
     return result
+
+
+def _check_models(stages: list[Stage], models: Mapping[str, Any]) -> None:
+    """Fail before any work if a stage names a model the pipeline does not define."""
+    for s in stages:
+        wanted = [getattr(s, "model", None)] + list(getattr(s, "models", ()) or ())
+        missing = [m for m in wanted if m is not None and m not in models]
+        if missing:
+            raise ValueError(f"stage {s.name!r} uses model(s) {missing} but the pipeline defines {sorted(models)}; "
+                             f"add them under 'models' or set the stage's 'model'")
 
 
 def _shard_index(stages: list[Stage], shard_at: Optional[str]) -> int:
