@@ -124,10 +124,11 @@ class ModelScorer:
                  policy: BucketPolicy = BucketPolicy()) -> None:
         self.params, self.cfg, self.tokenizer = params, cfg, tokenizer
         self.add_bos, self.policy = add_bos, policy
+        self.bos_id = int(getattr(tokenizer, "bos_id", cfg.bos_id))  # the tokenizer's own BOS when it has one
 
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         ctx, cont = split_continuation(self.tokenizer, context, continuation)
-        return ([self.cfg.bos_id] if self.add_bos else []) + ctx, cont
+        return ([self.bos_id] if self.add_bos else []) + ctx, cont
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[tuple[float, bool]]:
         pairs = [self.encode_pair(c, k) for c, k in requests]
