@@ -332,3 +332,54 @@ class Experiment:
 
     def replace(self, **kw: Any) -> "Experiment":
         return dataclasses.replace(self, **kw)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Toy world: the seeded stand-in for every dataset of the recipe (toy-world engineer; nemotron_jax/data/toyworld/)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToyWorldConfig:
+    """The toy world's seed and size, and how many records each stage's file gets (data/toyworld/export.py)."""
+
+    seed: int = 0
+    n_people: int = 48
+    n_places: int = 12
+    n_things: int = 24
+    heldout_fraction: float = 0.2  # share of task items (by hashed id) kept out of every training record
+    pretrain_chars: int = 4_000_000
+    blend_english: float = 0.70  # the paper's 70/15/15 English / multilingual / code blend, by characters here
+    blend_lingo: float = 0.15
+    blend_code: float = 0.15
+    tokenizer_chars: int = 1_000_000
+    code_sft: int = 2000
+    general_sft: int = 4000
+    instructed_share: float = 0.04  # general SFT: share of prompts carrying IFEval-style instructions
+    preference_prompts: int = 1000
+    preference_pairs: int = 1000
+    preference_instructed_share: float = 0.5
+    helpsteer: int = 2000
+    helpsteer_val: int = 200
+    eval_per_task: int = 40
+    eval_ifeval: int = 100
+    eval_mc: int = 100
+    eval_code: int = 20
+    eval_rm_pairs: int = 200
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.heldout_fraction < 1.0,
+                 f"ToyWorldConfig.heldout_fraction must be strictly between 0 and 1, got {self.heldout_fraction}")
+        _require(min(self.n_people, self.n_places, self.n_things) >= 4,
+                 "ToyWorldConfig needs at least 4 people, places and things")
+        for f in ("instructed_share", "preference_instructed_share"):
+            _require(0.0 <= getattr(self, f) <= 1.0, f"ToyWorldConfig.{f} must be in [0, 1], got {getattr(self, f)}")
+        _require(min(self.blend_english, self.blend_lingo, self.blend_code) >= 0 and sum(self.blend.values()) > 0,
+                 "ToyWorldConfig blend weights must be >= 0 with a positive sum")
+
+    @property
+    def blend(self) -> dict[str, float]:
+        return {"english": self.blend_english, "lingo": self.blend_lingo, "code": self.blend_code}
+
+    def replace(self, **kw: Any) -> "ToyWorldConfig":
+        return dataclasses.replace(self, **kw)
