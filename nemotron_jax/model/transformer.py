@@ -178,9 +178,17 @@ def _loop_hidden(params: Params, tokens: Array, cfg: ModelConfig, positions: Arr
 
 def forward_hidden(params: Params, tokens: Int[Array, "B T"], cfg: ModelConfig, *,
                    positions: Optional[Int[Array, "B T"]] = None,
-                   segment_ids: Optional[Int[Array, "B T"]] = None) -> Float[Array, "B T D"]:
-    """Final-normed hidden states; packed rows pass per-document positions and segment ids."""
+                   segment_ids: Optional[Int[Array, "B T"]] = None,
+                   layers_fn: Optional[Callable] = None) -> Float[Array, "B T D"]:
+    """Final-normed hidden states; packed rows pass per-document positions and segment ids.
+
+    `layers_fn(layer_params, x, positions, segment_ids) -> x` replaces the layer stack (the pipeline uses it).
+    """
     positions = default_positions(tokens) if positions is None else positions
+    if layers_fn is not None:
+        x = layers_fn(params["layers"], Embed(cfg).apply({"params": params["embed"]}, tokens), positions,
+                      segment_ids)
+        return LayerNorm1p(cfg.norm_eps, jnp.dtype(cfg.dtype)).apply({"params": params["final_norm"]}, x)
     if not cfg.scan_layers:
         return _loop_hidden(params, tokens, cfg, positions, segment_ids)
     return Transformer(cfg).apply({"params": params}, tokens, positions, segment_ids, method="hidden")[0]
@@ -188,9 +196,10 @@ def forward_hidden(params: Params, tokens: Int[Array, "B T"], cfg: ModelConfig, 
 
 def forward(params: Params, tokens: Int[Array, "B T"], cfg: ModelConfig, *,
             positions: Optional[Int[Array, "B T"]] = None,
-            segment_ids: Optional[Int[Array, "B T"]] = None) -> Float[Array, "B T V"]:
+            segment_ids: Optional[Int[Array, "B T"]] = None,
+            layers_fn: Optional[Callable] = None) -> Float[Array, "B T V"]:
     """fp32 logits [B, T, V] for next-token prediction."""
-    x = forward_hidden(params, tokens, cfg, positions=positions, segment_ids=segment_ids)
+    x = forward_hidden(params, tokens, cfg, positions=positions, segment_ids=segment_ids, layers_fn=layers_fn)
     return LMHead(cfg).apply({"params": params["lm_head"]}, x)
 
 
