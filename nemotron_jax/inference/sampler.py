@@ -1,0 +1,429 @@
+"""KV-cache sampling: one compiled prefill and one compiled decode chunk serve a whole (ragged) batch.
+
+    rows  = prompts x n samples, right-padded to P (prompt padding has position -1: an empty cache slot)
+    cache = init_cache(cfg, B, P + N)                     # GQA-sized: [L, B, S, K, H]
+    prefill: forward_cached(prompts, write_index=0)      -> sample token 0 from each row's last prompt logit
+    repeat (host) until every row is done:
+        decode_chunk: lax.while_loop over up to `chunk` steps, all rows in lock-step:
+            feed token i-1 at position len_b + i - 1, slot P + i - 1  -> sample token i
+            a row is done at a stop token id or at its own max_new_tokens
+        host: detokenize rows that have stop strings, mark the ones that hit one done; stream deltas
+
+Batch B, prompt length P and the token budget N are bucketed to powers of two, so varied requests reuse a handful
+of compiled programs. Every row has its own PRNG key (fold_in(seed, sample index), then fold_in(step)), so a seeded
+row gives the same tokens whatever else shares its batch. Per-token log-probs are the model's (log-softmax of the
+raw logits, before temperature/top-k/top-p), as OpenAI-compatible servers report them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Protocol, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int
+
+from nemotron_jax.config import ModelConfig
+from nemotron_jax.model import forward_cached, init_cache
+
+Params = dict[str, Any]
+MAX_STOP_IDS = 4  # per-row stop token ids (eos + up to 3 more), a fixed shape so it never forces a recompile
+MAX_TOP_LOGPROBS = 20  # OpenAI's limit for top_logprobs
+
+
+class Tokenizer(Protocol):
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample one completion. temperature 0 = greedy; top_k 0 and top_p 1 turn those filters off."""
+
+    max_new_tokens: int = 16
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: Optional[int] = None  # None: a fresh random seed per call
+    n: int = 1  # completions per prompt
+    stop: tuple[str, ...] = ()  # stop strings (need a tokenizer); the stop string is not part of the output
+    stop_token_ids: tuple[int, ...] = ()  # in addition to eos
+    ignore_eos: bool = False
+    logprobs: Optional[int] = None  # None: no log-probs; k >= 0: the chosen token's log-prob plus the top k
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}"),
+            (self.temperature >= 0.0, f"temperature must be >= 0, got {self.temperature}"),
+            (self.top_k >= 0, f"top_k must be >= 0 (0 = off), got {self.top_k}"),
+            (0.0 < self.top_p <= 1.0, f"top_p must be in (0, 1], got {self.top_p}"),
+            (self.n >= 1, f"n must be >= 1, got {self.n}"),
+            (len(self.stop_token_ids) < MAX_STOP_IDS,
+             f"at most {MAX_STOP_IDS - 1} stop_token_ids are supported, got {len(self.stop_token_ids)}"),
+            (self.logprobs is None or 0 <= self.logprobs <= MAX_TOP_LOGPROBS,
+             f"logprobs must be between 0 and {MAX_TOP_LOGPROBS}, got {self.logprobs}"),
+            (all(isinstance(s, str) and s for s in self.stop), "stop strings must be non-empty strings"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+
+    def replace(self, **kw: Any) -> "SamplingParams":
+        return dataclasses.replace(self, **kw)
+
+
+@dataclass
+class Completion:
+    """One finished sample: generated ids (eos included, stop-string tail removed) and their log-probs."""
+
+    prompt_index: int
+    sample_index: int
+    token_ids: list[int]
+    text: Optional[str]
+    finish_reason: str  # "stop" (eos / stop id / stop string) or "length"
+    logprobs: Optional[list[float]] = None
+    top_logprobs: Optional[list[list[tuple[int, float]]]] = None
+    prompt_tokens: int = 0
+
+
+@dataclass
+class Delta:
+    """Newly final output of one row since the last chunk (for streaming)."""
+
+    row: int
+    token_ids: list[int]
+    text: str
+    finished: Optional[str] = None  # finish_reason once the row is done
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Device code: sampling, prefill, decode
+# ------------------------------------------------------------------------------------------------------------
+
+
+def filter_logits(logits: Float[Array, "B V"], temperature: Float[Array, "B"], top_k: Int[Array, "B"],
+                  top_p: Float[Array, "B"]) -> tuple[Float[Array, "B V"], Int[Array, "B V"]]:
+    """Temperature-scaled logits sorted descending, with tokens outside top-k / the top-p nucleus set to -inf.
+
+    Returns (filtered sorted logits, vocabulary ids in that order). The nucleus is the smallest prefix of the
+    sorted distribution whose mass reaches top_p (the most likely token is always kept).
+    """
+    scaled = logits.astype(jnp.float32) / jnp.maximum(temperature, 1e-6)[:, None]
+    sorted_logits, order = jax.lax.top_k(scaled, scaled.shape[-1])
+    rank = jnp.arange(scaled.shape[-1], dtype=jnp.int32)[None, :]
+    keep = (top_k[:, None] <= 0) | (rank < top_k[:, None])
+    masked = jnp.where(keep, sorted_logits, -jnp.inf)
+    probs = jax.nn.softmax(masked, axis=-1)
+    mass_before = jnp.cumsum(probs, axis=-1) - probs
+    keep = keep & ((mass_before < top_p[:, None]) | (rank == 0))
+    return jnp.where(keep, sorted_logits, -jnp.inf), order
+
+
+def sample_tokens(logits: Float[Array, "B V"], keys: Array, temperature: Float[Array, "B"], top_k: Int[Array, "B"],
+                  top_p: Float[Array, "B"]) -> Int[Array, "B"]:
+    """Greedy where temperature == 0, else a draw from the filtered distribution with each row's own key."""
+    greedy = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+
+    def draw() -> Array:
+        filtered, order = filter_logits(logits, temperature, top_k, top_p)
+        pick = jax.vmap(jax.random.categorical)(keys, filtered)
+        return jnp.take_along_axis(order, pick[:, None], axis=-1)[:, 0].astype(jnp.int32)
+
+    # An all-greedy batch skips the full-vocabulary sort entirely.
+    sampled = jax.lax.cond(jnp.any(temperature > 0), draw, lambda: greedy)
+    return jnp.where(temperature > 0, sampled, greedy)
+
+
+def _token_logprobs(logits: Float[Array, "B V"], tokens: Int[Array, "B"], k: int):
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    chosen = jnp.take_along_axis(logp, tokens[:, None], axis=-1)[:, 0]
+    if k == 0:
+        return chosen, None, None
+    top_vals, top_ids = jax.lax.top_k(logp, k)
+    return chosen, top_ids.astype(jnp.int32), top_vals
+
+
+def _select_and_record(state: dict, logits: Float[Array, "B V"], step: Array, k: int) -> dict:
+    """Sample token `step` for every live row and write it (and its log-probs) into the output buffers."""
+    keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(state["keys"], step)
+    tok = sample_tokens(logits, keys, state["temperature"], state["top_k"], state["top_p"])
+    live = ~state["done"]
+    tok = jnp.where(live, tok, 0)
+    chosen, top_ids, top_vals = _token_logprobs(logits, tok, k)
+    out = dict(state)
+    out["tokens"] = state["tokens"].at[:, step].set(tok)
+    out["logps"] = state["logps"].at[:, step].set(chosen)
+    if k:
+        out["top_ids"] = state["top_ids"].at[:, step].set(top_ids)
+        out["top_logps"] = state["top_logps"].at[:, step].set(top_vals)
+    num = state["num"] + live.astype(jnp.int32)
+    hit_stop = jnp.any(tok[:, None] == state["stop_ids"], axis=-1)
+    out["num"] = num
+    out["done"] = state["done"] | (live & (hit_stop | (num >= state["max_new"])))
+    out["last"] = tok
+    out["step"] = step + 1
+    return out
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "budget", "k"))
+def prefill(params: Params, cfg: ModelConfig, prompts: Int[Array, "B P"], lengths: Int[Array, "B"], row: dict,
+            budget: int, k: int) -> dict:
+    """Run the prompts through the model into a fresh cache and sample each row's first token."""
+    b, p = prompts.shape
+    idx = jnp.arange(p, dtype=jnp.int32)[None, :]
+    positions = jnp.where(idx < lengths[:, None], idx, -1)
+    cache = init_cache(cfg, b, p + budget)
+    logits, cache = forward_cached(params, prompts, cfg, cache, positions=positions,
+                                   write_index=jnp.zeros((b,), jnp.int32))
+    last = jnp.take_along_axis(logits, jnp.maximum(lengths - 1, 0)[:, None, None], axis=1)[:, 0]
+    state = {**row, "cache": cache, "lengths": lengths, "prompt_slots": jnp.int32(p),
+             "tokens": jnp.zeros((b, budget), jnp.int32), "logps": jnp.zeros((b, budget), jnp.float32),
+             "num": jnp.zeros((b,), jnp.int32), "last": jnp.zeros((b,), jnp.int32)}
+    if k:
+        state["top_ids"] = jnp.zeros((b, budget, k), jnp.int32)
+        state["top_logps"] = jnp.zeros((b, budget, k), jnp.float32)
+    return _select_and_record(state, last, jnp.int32(0), k)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "chunk", "k"), donate_argnames=("state",))
+def decode_chunk(params: Params, cfg: ModelConfig, state: dict, chunk: int, k: int) -> dict:
+    """Up to `chunk` lock-step decode steps (fewer if every row finishes or the budget runs out)."""
+    budget = state["tokens"].shape[1]
+    stop_at = jnp.minimum(state["step"] + chunk, budget)
+
+    def running(s: dict) -> Array:
+        return (s["step"] < stop_at) & ~jnp.all(s["done"])
+
+    def step(s: dict) -> dict:
+        i = s["step"]
+        positions = (s["lengths"] + i - 1)[:, None]
+        positions = jnp.where(s["done"][:, None], -1, positions)  # finished rows write empty slots
+        write = jnp.broadcast_to(s["prompt_slots"] + i - 1, s["lengths"].shape)
+        logits, cache = forward_cached(params, s["last"][:, None], cfg, s["cache"], positions=positions,
+                                       write_index=write)
+        return _select_and_record({**s, "cache": cache}, logits[:, 0], i, k)
+
+    return jax.lax.while_loop(running, step, state)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Host side: bucketing, rows, stop strings, streaming
+# ------------------------------------------------------------------------------------------------------------
+
+
+def bucket(n: int, minimum: int, maximum: Optional[int] = None) -> int:
+    """The next power of two >= n (at least `minimum`, at most `maximum` when given and n fits)."""
+    size = max(minimum, 1 << max(0, (n - 1).bit_length()))
+    return max(n, min(size, maximum)) if maximum is not None else size
+
+
+def top_logprobs_bucket(k: int) -> int:
+    return 0 if k == 0 else (5 if k <= 5 else MAX_TOP_LOGPROBS)
+
+
+@dataclass
+class Row:
+    """One sample to generate: a prompt (token ids), its sampling parameters and which sample of n it is."""
+
+    prompt: list[int]
+    params: SamplingParams
+    prompt_index: int = 0
+    sample_index: int = 0
+
+
+def _row_key(params: SamplingParams, sample_index: int) -> np.ndarray:
+    seed = params.seed if params.seed is not None else secrets.randbits(31)
+    return np.asarray(jax.random.key_data(jax.random.fold_in(jax.random.key(seed), sample_index)))
+
+
+def _row_arrays(rows: Sequence[Row], batch: int, eos_id: int) -> dict:
+    """Per-row sampling parameters as fixed-shape arrays; padding rows start done."""
+    stop_ids = np.full((batch, MAX_STOP_IDS), -1, np.int32)
+    keys = np.zeros((batch, 2), np.uint32)
+    temperature, top_p = np.zeros(batch, np.float32), np.ones(batch, np.float32)
+    top_k, max_new = np.zeros(batch, np.int32), np.ones(batch, np.int32)
+    done = np.ones(batch, bool)
+    for i, r in enumerate(rows):
+        p = r.params
+        ids = ([] if p.ignore_eos else [eos_id]) + list(p.stop_token_ids)
+        stop_ids[i, :len(ids)] = ids
+        keys[i] = _row_key(p, r.sample_index)
+        temperature[i], top_k[i], top_p[i], max_new[i], done[i] = p.temperature, p.top_k, p.top_p, p.max_new_tokens, 0
+    return {"stop_ids": stop_ids, "keys": keys, "temperature": temperature, "top_k": top_k, "top_p": top_p,
+            "max_new": max_new, "done": done}
+
+
+def find_stop(text: str, stops: Sequence[str]) -> int:
+    """Index of the earliest stop string in text, or -1."""
+    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(hits) if hits else -1
+
+
+def _held_back(text: str, stops: Sequence[str]) -> int:
+    """How many trailing characters might still become a stop string (or an unfinished UTF-8 character)."""
+    hold = 1 if text.endswith("\ufffd") else 0
+    for s in stops:
+        for n in range(min(len(s) - 1, len(text)), 0, -1):
+            if text.endswith(s[:n]):
+                hold = max(hold, n)
+                break
+    return hold
+
+
+class _RowTracker:
+    """Host view of one row: what was generated, whether a stop string ended it, and what was already streamed."""
+
+    def __init__(self, row: Row, tokenizer: Optional[Tokenizer], eos_id: int):
+        self.row, self.tok = row, tokenizer
+        p = row.params
+        self.stop_ids = set(p.stop_token_ids) | (set() if p.ignore_eos else {eos_id})
+        self.ids: list[int] = []
+        self.finish: Optional[str] = None
+        self.text: Optional[str] = None
+        self.sent_tokens, self.sent_chars = 0, 0
+
+    def update(self, ids: list[int], device_done: bool) -> None:
+        """Take the row's tokens so far; decide whether (and why) it finished."""
+        self.ids = ids
+        if self.row.params.stop and find_stop(self.tok.decode(ids), self.row.params.stop) >= 0:
+            self._truncate_at_stop()
+            return
+        if device_done:
+            self.finish = "stop" if ids and ids[-1] in self.stop_ids else "length"
+        if self.tok is not None:
+            shown = ids[:-1] if self.finish == "stop" else ids  # the stop token itself is not text
+            self.text = self.tok.decode(shown)
+
+    def _truncate_at_stop(self) -> None:
+        """Keep the fewest tokens whose text reaches a stop string; the text ends right before it."""
+        for n in range(1, len(self.ids) + 1):
+            text = self.tok.decode(self.ids[:n])
+            cut = find_stop(text, self.row.params.stop)
+            if cut >= 0:
+                self.ids, self.text, self.finish = self.ids[:n], text[:cut], "stop"
+                return
+
+    def delta(self, index: int) -> Optional[Delta]:
+        """What may be streamed now: tokens so far, and text that can no longer turn into a stop string."""
+        text = self.text or ""
+        safe = len(text) if self.finish else len(text) - _held_back(text, self.row.params.stop)
+        new_ids = self.ids[self.sent_tokens:]
+        if safe <= self.sent_chars and not new_ids and not self.finish:
+            return None
+        piece = text[self.sent_chars:max(safe, self.sent_chars)]
+        self.sent_chars = max(safe, self.sent_chars)
+        self.sent_tokens = len(self.ids)
+        return Delta(index, new_ids, piece, self.finish)
+
+
+class Sampler:
+    """Generates completions for batches of token-id prompts with one model (optionally sharded by `mesh`)."""
+
+    def __init__(self, params: Params, cfg: ModelConfig, *, tokenizer: Optional[Tokenizer] = None,
+                 chunk: int = 32, min_prompt_bucket: int = 16, min_budget_bucket: int = 16, mesh: Any = None):
+        self.params, self.cfg, self.tokenizer, self.mesh = params, cfg, tokenizer, mesh
+        self.chunk, self.min_prompt_bucket, self.min_budget_bucket = chunk, min_prompt_bucket, min_budget_bucket
+
+    def check_fits(self, prompt_len: int, max_new_tokens: int) -> None:
+        """Raise ValueError when a prompt plus its token budget would not fit the model's context."""
+        if prompt_len < 1:
+            raise ValueError("the prompt is empty: give at least one token")
+        if prompt_len + max_new_tokens > self.cfg.max_seq_len:
+            raise ValueError(f"the prompt has {prompt_len} tokens and max_tokens is {max_new_tokens}; together "
+                             f"they exceed the model's context of {self.cfg.max_seq_len} tokens. Shorten the "
+                             f"prompt or lower max_tokens.")
+
+    def rows_for(self, prompts: Sequence[Sequence[int]], params: SamplingParams | Sequence[SamplingParams]) -> list[Row]:
+        plist = [params] * len(prompts) if isinstance(params, SamplingParams) else list(params)
+        if len(plist) != len(prompts):
+            raise ValueError(f"got {len(prompts)} prompts but {len(plist)} SamplingParams")
+        rows = []
+        for i, (prompt, p) in enumerate(zip(prompts, plist)):
+            self.check_fits(len(prompt), p.max_new_tokens)
+            if p.stop and self.tokenizer is None:
+                raise ValueError("stop strings need a tokenizer (pass tokenizer= to the Sampler)")
+            rows += [Row(list(map(int, prompt)), p, i, j) for j in range(p.n)]
+        return rows
+
+    def generate(self, prompts: Sequence[Sequence[int]],
+                 params: SamplingParams | Sequence[SamplingParams] = SamplingParams()) -> list[list[Completion]]:
+        """n completions for each prompt, in prompt order."""
+        rows = self.rows_for(prompts, params)
+        results = self.run_rows(rows)
+        out: list[list[Completion]] = [[] for _ in prompts]
+        for c in results:
+            out[c.prompt_index].append(c)
+        return out
+
+    def run_rows(self, rows: Sequence[Row], on_deltas: Optional[Callable[[list[Delta]], None]] = None
+                 ) -> list[Completion]:
+        """Generate every row in one batch; `on_deltas` is called after each decode chunk (streaming)."""
+        state, trackers, k = self._start(rows)
+        while True:
+            done_dev, tokens, num = jax.device_get((state["done"], state["tokens"], state["num"]))
+            self._sync(trackers, tokens, num, done_dev)
+            state = self._mark_stopped(state, trackers, done_dev)
+            if on_deltas is not None:
+                deltas = [d for i, t in enumerate(trackers) if (d := t.delta(i)) is not None]
+                if deltas:
+                    on_deltas(deltas)
+            if all(t.finish is not None for t in trackers):
+                break
+            state = decode_chunk(self.params, self.cfg, state, self.chunk, k)
+        return self._finish(rows, trackers, state, k)
+
+    def _start(self, rows: Sequence[Row]) -> tuple[dict, list[_RowTracker], int]:
+        if not rows:
+            raise ValueError("nothing to generate")
+        b = bucket(len(rows), 1)
+        p = bucket(max(len(r.prompt) for r in rows), self.min_prompt_bucket, self.cfg.max_seq_len)
+        n = bucket(max(r.params.max_new_tokens for r in rows), self.min_budget_bucket, self.cfg.max_seq_len)
+        k = top_logprobs_bucket(max(r.params.logprobs or 0 for r in rows))
+        prompts = np.full((b, p), self.cfg.pad_id, np.int32)
+        lengths = np.ones(b, np.int32)
+        for i, r in enumerate(rows):
+            prompts[i, :len(r.prompt)] = r.prompt
+            lengths[i] = len(r.prompt)
+        row = _row_arrays(rows, b, self.cfg.eos_id)
+        state = prefill(self.params, self.cfg, prompts, lengths, row, n, k)
+        return state, [_RowTracker(r, self.tokenizer, self.cfg.eos_id) for r in rows], k
+
+    @staticmethod
+    def _sync(trackers: list[_RowTracker], tokens: np.ndarray, num: np.ndarray, done: np.ndarray) -> None:
+        for i, t in enumerate(trackers):
+            if t.finish is None:
+                t.update(tokens[i, :num[i]].tolist(), bool(done[i]))
+
+    @staticmethod
+    def _mark_stopped(state: dict, trackers: list[_RowTracker], done_dev: np.ndarray) -> dict:
+        """Rows that a stop string ended on the host stop on the device too."""
+        extra = np.zeros_like(done_dev)
+        for i, t in enumerate(trackers):
+            extra[i] = t.finish is not None and not done_dev[i]
+        if extra.any():
+            state = {**state, "done": state["done"] | jnp.asarray(extra)}
+        return state
+
+    def _finish(self, rows: Sequence[Row], trackers: list[_RowTracker], state: dict, k: int) -> list[Completion]:
+        fetch = {"logps": state["logps"]}
+        if k:
+            fetch.update(top_ids=state["top_ids"], top_logps=state["top_logps"])
+        host = jax.device_get(fetch)
+        out = []
+        for i, (r, t) in enumerate(zip(rows, trackers)):
+            n = len(t.ids)
+            c = Completion(r.prompt_index, r.sample_index, t.ids, t.text, t.finish or "length",
+                           prompt_tokens=len(r.prompt))
+            if r.params.logprobs is not None:
+                c.logprobs = host["logps"][i, :n].tolist()
+                m = r.params.logprobs
+                c.top_logprobs = [list(zip(host["top_ids"][i, j, :m].tolist(), host["top_logps"][i, j, :m].tolist()))
+                                  for j in range(n)] if m else [[] for _ in range(n)]
+            out.append(c)
+        return out

@@ -1,0 +1,227 @@
+"""The KV-cache sampler against independent computations: full-sequence `forward`, numpy filters, hand-made stops."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nemotron_jax import config as C
+from nemotron_jax.inference.byte_tokenizer import ByteTokenizer
+from nemotron_jax.inference.sampler import (Sampler, SamplingParams, bucket, filter_logits, find_stop,
+                                            sample_tokens)
+from nemotron_jax.model import forward, forward_cached, init_cache, init_params
+
+CFG = C.toy_tiny(vocab_size=300, max_seq_len=64)
+PROMPTS = [[5, 17, 99, 250, 3 + 7, 41, 8], [120, 121], [9, 10, 11, 12, 13]]  # ragged on purpose
+NEW = 8
+
+
+@pytest.fixture(scope="module")
+def params():
+    return init_params(CFG, jax.random.key(0))
+
+
+@pytest.fixture(scope="module")
+def sampler(params):
+    return Sampler(params, CFG, tokenizer=ByteTokenizer(CFG.vocab_size), chunk=4)
+
+
+@jax.jit
+def _full_logits(params, tokens):
+    return forward(params, tokens, CFG)
+
+
+def _padded_logits(params, seq, width=32):
+    """Full-forward logits of one sequence, right-padded to a fixed width (one compile for every length)."""
+    row = np.zeros((1, width), np.int32)
+    row[0, :len(seq)] = seq
+    return np.asarray(_full_logits(params, jnp.asarray(row))[0, :len(seq)])
+
+
+_cached_step = jax.jit(lambda params, tok, cache, pos, write: forward_cached(params, tok, CFG, cache, positions=pos,
+                                                                            write_index=write))
+
+
+def _reference_greedy(params, prompt, steps):
+    """Step-by-step argmax of the full forward (fixed padded width: causality makes the padding irrelevant)."""
+    width = 32
+    seq = list(prompt)
+    for _ in range(steps):
+        row = np.zeros((1, width), np.int32)
+        row[0, :len(seq)] = seq
+        seq.append(int(jnp.argmax(_full_logits(params, jnp.asarray(row))[0, len(seq) - 1])))
+    return seq[len(prompt):]
+
+
+def test_cached_decode_matches_full_forward_logits_ragged(params):
+    """Prefill right-padded ragged prompts, then feed a fixed continuation one token at a time into slots after the
+    padding gap (as the sampler does): every position's logits equal the full forward's (fp32)."""
+    cont = [[7, 8, 9, 10], [11, 12, 13, 14], [15, 16, 17, 18]]
+    b, p = len(PROMPTS), 8
+    lens = np.array([len(x) for x in PROMPTS], np.int32)
+    toks = np.zeros((b, p), np.int32)
+    for i, x in enumerate(PROMPTS):
+        toks[i, :len(x)] = x
+    pos = np.where(np.arange(p)[None] < lens[:, None], np.arange(p)[None], -1)
+    cache = init_cache(CFG, b, p + 4)
+    prefill_logits, cache = _cached_step(params, jnp.asarray(toks), cache, jnp.asarray(pos), jnp.zeros(b, jnp.int32))
+    step_logits = []
+    for i in range(4):
+        tok = jnp.asarray([[c[i]] for c in cont], jnp.int32)
+        lg, cache = _cached_step(params, tok, cache, jnp.asarray(lens + i)[:, None], jnp.full((b,), p + i, jnp.int32))
+        step_logits.append(lg[:, 0])
+    for r in range(b):
+        full = _padded_logits(params, PROMPTS[r] + cont[r])
+        n = lens[r]
+        np.testing.assert_allclose(np.asarray(prefill_logits[r, :n]), full[:n], rtol=1e-5, atol=1e-5)
+        for i in range(4):
+            np.testing.assert_allclose(np.asarray(step_logits[i][r]), full[n + i], rtol=1e-5, atol=1e-5)
+
+
+def test_greedy_equals_stepwise_argmax_of_forward(params, sampler):
+    got = sampler.generate(PROMPTS, SamplingParams(max_new_tokens=NEW, temperature=0.0, ignore_eos=True))
+    for prompt, (c,) in zip(PROMPTS, got):
+        assert c.token_ids == _reference_greedy(params, prompt, NEW)
+        assert c.finish_reason == "length" and c.prompt_tokens == len(prompt)
+
+
+def test_logprobs_are_the_models_log_softmax_at_every_step(params, sampler):
+    sp = SamplingParams(max_new_tokens=NEW, temperature=1.0, seed=5, ignore_eos=True, logprobs=3)
+    got = sampler.generate(PROMPTS, sp)
+    for prompt, (c,) in zip(PROMPTS, got):
+        seq = prompt + c.token_ids
+        logp = np.asarray(jax.nn.log_softmax(_padded_logits(params, seq), axis=-1))
+        for j, tok in enumerate(c.token_ids):
+            at = len(prompt) - 1 + j
+            assert c.logprobs[j] == pytest.approx(logp[at, tok], abs=1e-4)
+            ids, vals = zip(*c.top_logprobs[j])
+            np.testing.assert_array_equal(ids, np.argsort(-logp[at])[:3])
+            np.testing.assert_allclose(vals, np.sort(logp[at])[::-1][:3], atol=1e-4)
+
+
+def test_seeded_sampling_is_reproducible_and_independent_of_batch_mates(sampler):
+    sp = SamplingParams(max_new_tokens=NEW, temperature=1.0, seed=123, n=2, ignore_eos=True)
+    a = sampler.generate(PROMPTS, sp)
+    b = sampler.generate(PROMPTS[:1], sp)  # alone, in a smaller batch bucket
+    assert [c.token_ids for c in a[0]] == [c.token_ids for c in b[0]]
+    assert a[0][0].token_ids != a[0][1].token_ids  # the n samples differ
+    c = sampler.generate(PROMPTS[:1], sp.replace(seed=124))
+    assert c[0][0].token_ids != a[0][0].token_ids
+
+
+def _np_allowed(logits, temperature, top_k, top_p):
+    """Independent numpy nucleus/top-k: the allowed token set, and its renormalised probabilities."""
+    z = logits / temperature
+    order = np.argsort(-z, kind="stable")
+    keep = order[:top_k] if top_k else order
+    p = np.exp(z[keep] - z[keep].max())
+    p /= p.sum()
+    mass, out = 0.0, []
+    for tok, pi in zip(keep, p):
+        if mass >= top_p:
+            break
+        out.append(tok)
+        mass += pi
+    q = np.exp(z[out] - z[out].max())
+    return set(int(t) for t in out), dict(zip(map(int, out), q / q.sum()))
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 0.7), (1.0, 0, 0.8001), (1.0, 3, 1.0),
+                                                     (0.5, 0, 0.9), (2.0, 4, 0.95)])
+def test_top_k_top_p_restrict_support(temperature, top_k, top_p):
+    probs = np.array([0.05, 0.5, 0.02, 0.3, 0.1, 0.03])  # sorted: 1 (.5) 3 (.3) 4 (.1) 0 (.05) 5 (.03) 2 (.02)
+    logits = np.log(probs).astype(np.float32)
+    allowed, expected_p = _np_allowed(logits, temperature, top_k, top_p)
+    filtered, order = filter_logits(jnp.asarray(logits)[None], jnp.asarray([temperature]), jnp.asarray([top_k]),
+                                    jnp.asarray([top_p], jnp.float32))
+    kept = {int(t) for t, v in zip(np.asarray(order[0]), np.asarray(filtered[0])) if np.isfinite(v)}
+    assert kept == allowed
+    n = 4000
+    keys = jax.random.split(jax.random.key(0), n)
+    draws = jax.jit(jax.vmap(lambda k: sample_tokens(jnp.asarray(logits)[None], k[None], jnp.asarray([temperature]),
+                                                     jnp.asarray([top_k]), jnp.asarray([top_p], jnp.float32))[0]))(
+        jax.random.key_data(keys))
+    draws = np.asarray(draws)
+    assert set(np.unique(draws).tolist()) <= allowed
+    for tok, p in expected_p.items():
+        assert abs(np.mean(draws == tok) - p) < 0.03
+
+
+def test_top_p_hand_computed_edges():
+    logits = jnp.log(jnp.asarray([[0.5, 0.3, 0.15, 0.05]]))
+    one = lambda p, k=0: np.isfinite(np.asarray(filter_logits(logits, jnp.ones(1), jnp.asarray([k]),
+                                                              jnp.asarray([p]))[0][0])).sum()
+    assert one(0.5) == 1  # the top token alone already has mass 0.5
+    assert one(0.51) == 2
+    assert one(0.8) == 2
+    assert one(0.81) == 3
+    assert one(1.0) == 4
+    assert one(1e-6) == 1  # the most likely token always survives
+    assert one(1.0, k=2) == 2
+
+
+def test_temperature_zero_rows_stay_greedy_in_a_sampled_batch(params, sampler):
+    ps = [SamplingParams(max_new_tokens=NEW, temperature=0.0, ignore_eos=True),
+          SamplingParams(max_new_tokens=NEW, temperature=1.0, seed=1, ignore_eos=True),
+          SamplingParams(max_new_tokens=3, temperature=0.0, ignore_eos=True)]
+    got = sampler.generate(PROMPTS, ps)
+    assert got[0][0].token_ids == _reference_greedy(params, PROMPTS[0], NEW)
+    assert got[2][0].token_ids == _reference_greedy(params, PROMPTS[2], 3)
+    assert len(got[2][0].token_ids) == 3 and got[2][0].finish_reason == "length"
+
+
+def test_stop_token_ids_end_a_row_and_count_as_stop(params, sampler):
+    ref = _reference_greedy(params, PROMPTS[1], NEW)
+    stop_tok = ref[3]
+    got = sampler.generate([PROMPTS[1]], SamplingParams(max_new_tokens=NEW, temperature=0.0, ignore_eos=True,
+                                                        stop_token_ids=(stop_tok,)))[0][0]
+    first = ref.index(stop_tok)
+    assert got.token_ids == ref[:first + 1] and got.finish_reason == "stop"
+    assert got.text == ByteTokenizer(CFG.vocab_size).decode(ref[:first])  # the stop token is not text
+
+
+def test_stop_strings_cut_text_and_tokens(params, sampler):
+    tok = ByteTokenizer(CFG.vocab_size)
+    ref = _reference_greedy(params, PROMPTS[2], NEW)
+    full = tok.decode(ref)
+    printable = [i for i, ch in enumerate(full) if ch != "\ufffd"]
+    if len(printable) < 2:
+        pytest.skip("this random model's greedy text has too few single-byte characters")
+    at = printable[1]
+    stop = full[at]
+    got = sampler.generate([PROMPTS[2]], SamplingParams(max_new_tokens=NEW, temperature=0.0, ignore_eos=True,
+                                                        stop=(stop,)))[0][0]
+    cut = full.find(stop)
+    assert got.text == full[:cut] and got.finish_reason == "stop"
+    assert stop in tok.decode(got.token_ids) and stop not in tok.decode(got.token_ids[:-1])
+
+
+def test_eos_stops_unless_ignored(params):
+    """Rig the model so eos always wins (final norm outputs a constant, the output matrix reads only eos)."""
+    kernel = np.zeros_like(np.asarray(params["lm_head"]["kernel"]))
+    kernel[:, CFG.eos_id] = 1.0
+    d = CFG.d_model
+    rigged = {**params, "lm_head": {"kernel": jnp.asarray(kernel)},
+              "final_norm": {"scale": -jnp.ones(d), "bias": jnp.ones(d)}}
+    s = Sampler(rigged, CFG, tokenizer=ByteTokenizer(CFG.vocab_size), chunk=4)
+    out = s.generate(PROMPTS, SamplingParams(max_new_tokens=NEW, temperature=0.0))
+    assert all(c.token_ids == [CFG.eos_id] and c.finish_reason == "stop" and c.text == "" for (c,) in out)
+    ignored = s.generate(PROMPTS, SamplingParams(max_new_tokens=NEW, temperature=0.0, ignore_eos=True))
+    assert all(c.token_ids == [CFG.eos_id] * NEW and c.finish_reason == "length" for (c,) in ignored)
+
+
+def test_context_overflow_and_bad_params_fail_clearly(sampler):
+    with pytest.raises(ValueError, match="context of 64"):
+        sampler.generate([[1] * 60], SamplingParams(max_new_tokens=8))
+    with pytest.raises(ValueError, match="top_p"):
+        SamplingParams(top_p=0.0)
+    with pytest.raises(ValueError, match="temperature"):
+        SamplingParams(temperature=-1.0)
+    with pytest.raises(ValueError, match="tokenizer"):
+        Sampler(sampler.params, CFG).generate([[1, 2]], SamplingParams(stop=("x",)))
+
+
+def test_buckets_and_find_stop():
+    assert [bucket(n, 1) for n in (1, 2, 3, 5, 8, 9)] == [1, 2, 4, 8, 8, 16]
+    assert bucket(3, 16) == 16 and bucket(40, 16, 48) == 48 and bucket(60, 16, 48) == 60
+    assert find_stop("abcXYdefX", ["X", "de"]) == 3 and find_stop("abc", ["z"]) == -1
