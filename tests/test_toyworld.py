@@ -12,7 +12,8 @@ import pytest
 from nemotron_jax.config import ConfigError, ToyWorldConfig
 from nemotron_jax.data import toyworld as T
 from nemotron_jax.data.toyworld import programs
-from nemotron_jax.data.toyworld.export import STAGE_FILES, pretrain_data, source_texts, write_run_data
+from nemotron_jax.data.toyworld.export import (STAGE_FILES, build_toy_data, pretrain_data, quick_config, source_texts,
+                                               write_run_data)
 from nemotron_jax.data.toyworld.instructions import ToyPrompt, make_prompt
 from nemotron_jax.data.toyworld.responses import looks_coherent
 from nemotron_jax.data.toyworld.tasks import TaskItem
@@ -183,9 +184,12 @@ def test_rm_pairs_differ_in_the_named_attribute(tw):
 
 
 def test_judge_scores_prompt_records(tw):
-    rec = next(r for r in tw.preference_prompts(20) if r["meta"]["instruction_id_list"])
+    recs = tw.preference_prompts(20)
+    assert len({r["id"] for r in recs}) == 20  # unique SDG item ids
+    rec = next(r for r in recs if r["instruction_ids"])
     p = T.prompt_from_meta(rec["meta"])
-    assert p.text == rec["prompt"]
+    assert p.text == rec["prompt"] == rec["messages"][0]["content"] and rec["answer"] == p.item.answer
+    assert registry.follows(rec["instruction_ids"], rec["instruction_kwargs"], T.oracle_response(p))
     good, bad = T.ToyWorld.judge(rec, T.oracle_response(p)), T.ToyWorld.judge(rec, "no idea, sorry")
     assert good["correct"] and all(good["followed"]) and good["helpfulness"] == 4
     assert not bad["correct"] and bad["reward"] < good["reward"]
@@ -260,6 +264,7 @@ def test_run_data_files_load_with_the_project_readers(tmp_path):
 
 
 def test_pretrain_data_sources_and_entry_point():
+    sources = pytest.importorskip("nemotron_jax.data.sources")  # the data engineer's readers
     cfg = ToyWorldConfig(pretrain_chars=20_000)
     data = pretrain_data(cfg, tokenizer="tok.model")
     assert [(s.name, s.weight, s.kind) for s in data.sources] == [
@@ -267,6 +272,27 @@ def test_pretrain_data_sources_and_entry_point():
     kwargs = dict(data.sources[2].kwargs)
     texts = source_texts(**kwargs)
     assert texts and sum(map(len, texts)) >= kwargs["n_chars"] and all("print(" in t or "def " in t for t in texts)
+    for s in data.sources:
+        opened = sources.open_source(s.kind, s.path, name=s.name, kwargs=dict(s.kwargs))
+        assert len(opened) > 0
+
+
+def test_build_toy_data_trains_a_tokenizer_that_round_trips(tmp_path):
+    tokenizer = pytest.importorskip("nemotron_jax.data.tokenizer")
+    cfg = quick_config(pretrain_chars=30_000, tokenizer_chars=60_000, code_sft=5, general_sft=20,
+                       preference_prompts=5, preference_pairs=5, helpsteer=5, helpsteer_val=5, eval_per_task=2,
+                       eval_ifeval=3, eval_mc=3, eval_code=1, eval_rm_pairs=4)
+    m = build_toy_data(tmp_path, cfg, vocab_size=700)
+    tok = tokenizer.Tokenizer.load(m["files"]["tokenizer_model"])
+    assert tok.vocab_size == 700
+    for rec in chat_lines(tmp_path / "data" / STAGE_FILES["sft_general"]):
+        for msg in rec["messages"]:
+            ids = tok.encode(msg["content"])
+            assert tok.decode(ids) == msg["content"] and tok.unk_id not in ids
+
+
+def chat_lines(path):
+    return [json.loads(x) for x in path.read_text().splitlines()]
 
 
 # ---- bad input -----------------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ Tasks with verifiable answers (all answers one line; `item.check(response) -> bo
 Alignment records (plain dicts; every record also carries "meta" to rebuild/judge the prompt):
     tw.code_sft(n)                          -> [{"messages": [user, assistant]}]   program tracing + function writing
     tw.general_sft(n, instructed_share=.04) -> [{"messages": [...]}]
-    tw.preference_prompts(n)                -> [{"prompt"}]                         for SDG; judge with tw.judge
+    tw.preference_prompts(n)                -> SDG items [{"id", "prompt", "messages", "answer", "instruction_ids",
+                                                 "instruction_kwargs"}]; judge responses with ToyWorld.judge
     tw.preference_pairs(n)                  -> [{"prompt", "chosen", "rejected", "chosen_reward", "rejected_reward"}]
     tw.helpsteer(n)                         -> [{"prompt", "response", "helpfulness", "correctness", "coherence",
                                                  "complexity", "verbosity"}]       labels by rules (responses.py)

@@ -133,9 +133,16 @@ class ToyWorld:
 
     def preference_prompts(self, n: int, *, instructed_share: float = 0.5, tasks: Sequence[str] = LEARNABLE_TASKS,
                            split: str = "train") -> list[Record]:
-        """Prompts for SDG rounds {"prompt", "meta"}; judge sampled responses with `judge(record, response)`."""
-        return [{"prompt": p.text, "meta": prompt_meta(p)} for p in self.prompts(
-            n, split=split, tasks=tasks, instructed_share=instructed_share, stream="preference_prompts")]
+        """SDG items {"id", "prompt", "messages", "answer", "instruction_ids", "instruction_kwargs", "meta"}.
+
+        The field names are the SDG stages' (ground-truth and verifier judges read them); `judge(record, response)`
+        scores a response with this module's own answer checker and the HelpSteer rules.
+        """
+        return [{"id": f"toy{k}/{p.item.id}", "prompt": p.text, "messages": [{"role": "user", "content": p.text}],
+                 "answer": p.item.answer, "instruction_ids": list(p.instruction_id_list),
+                 "instruction_kwargs": [dict(k) for k in p.kwargs], "meta": prompt_meta(p)}
+                for k, p in enumerate(self.prompts(n, split=split, tasks=tasks, instructed_share=instructed_share,
+                                                   stream="preference_prompts"))]
 
     def preference_pairs(self, n: int, *, instructed_share: float = 0.5, tasks: Sequence[str] = LEARNABLE_TASKS,
                          split: str = "train") -> list[Record]:

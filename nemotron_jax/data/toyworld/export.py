@@ -4,8 +4,9 @@
       manifest.json                      seed, sizes, record counts, corpus characters per source
       pretrain/{english,lingo,code}.jsonl {"text", "source"}   (TextData sources; or use `pretrain_data`)
       tokenizer.txt                      tokenizer training text (documents separated by blank lines)
+      tokenizer.model                    (build_toy_data only) SentencePiece BPE trained on that text
       sft_code.jsonl  sft_general.jsonl  {"messages": [...], "meta"}
-      preference_prompts.jsonl           {"prompt", "meta"}         SDG input; judge with ToyWorld.judge
+      preference_prompts.jsonl           SDG items {"id", "prompt", "messages", "answer", "instruction_ids", ...}
       preference_pairs.jsonl             {"prompt", "chosen", "rejected", "chosen_reward", "rejected_reward"}
       helpsteer_train.jsonl  helpsteer_val.jsonl   HelpSteer rows (val: held-out prompts)
       eval/tasks.jsonl  eval/tasks_hard.jsonl  eval/ifeval.jsonl  eval/mc.jsonl  eval/code.jsonl  eval/rm_pairs.jsonl
@@ -118,3 +119,27 @@ def pretrain_data(cfg: ToyWorldConfig, tokenizer: str, **kw: Any) -> "TextData":
                            ("n_things", cfg.n_things), ("heldout_fraction", cfg.heldout_fraction)))
         for s in SOURCES if weights.get(s, 0) > 0)
     return TextData(sources=sources, tokenizer=tokenizer, **kw)
+
+
+def quick_config(**kw: Any) -> ToyWorldConfig:
+    """Sizes for the `--quick` recipe and integration tests: every file present, each about 10x smaller."""
+    small = dict(pretrain_chars=400_000, tokenizer_chars=200_000, code_sft=200, general_sft=400,
+                 preference_prompts=100, preference_pairs=100, helpsteer=200, helpsteer_val=40, eval_per_task=10,
+                 eval_ifeval=30, eval_mc=30, eval_code=5, eval_rm_pairs=40)
+    return ToyWorldConfig(**{**small, **kw})
+
+
+def build_toy_data(run_dir: str | os.PathLike, cfg: Optional[ToyWorldConfig] = None, *,
+                   vocab_size: int = 4096) -> dict[str, Any]:
+    """Every stage's data (write_run_data) plus a tokenizer trained on the toy text; returns the manifest."""
+    from nemotron_jax.data.tokenizer import Tokenizer  # the data engineer's SentencePiece wrapper
+
+    cfg = cfg or ToyWorldConfig()
+    manifest = write_run_data(cfg, run_dir)
+    root = Path(run_dir) / "data"
+    tok = Tokenizer.train(world_from_config(cfg).tokenizer_texts(cfg.tokenizer_chars), vocab_size=vocab_size)
+    tok.save(root / "tokenizer.model")
+    manifest["files"]["tokenizer_model"] = str(root / "tokenizer.model")
+    manifest["vocab_size"] = vocab_size
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
