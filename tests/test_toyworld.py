@@ -315,3 +315,31 @@ def test_general_sft_instructed_share_is_exact(tw):
     assert sum(bool(r["meta"]["instruction_id_list"]) for r in recs) == 20
     assert collections.Counter(r["meta"]["task"] for r in recs) == {t: 100 for t in T.LEARNABLE_TASKS}
     assert math.isclose(sum(len(r["messages"]) for r in recs) / len(recs), 2.0)
+
+
+# ---- held-out task evaluation --------------------------------------------------------------------------------------
+
+class _ScriptedGenerator:
+    """Answers the first `n_right` prompts correctly (trailing chat marker included), the rest wrongly."""
+
+    def __init__(self, records, n_right):
+        self.answers = [r["answer"] + "\n<extra_id_1>User" if i < n_right else "no idea" for i, r in enumerate(records)]
+        self.prompts = None
+
+    def generate(self, prompts, *, max_tokens, stop=()):
+        self.prompts = list(prompts)
+        return self.answers
+
+
+def test_evaluate_tasks_counts_exact_matches(tw):
+    from nemotron_jax.data.toyworld.evaluate import evaluate_tasks
+
+    records = tw.eval_tasks(4)
+    gen = _ScriptedGenerator(records, n_right=7)
+    res = evaluate_tasks(gen, records)
+    assert res["n"] == len(records) == 20 and res["accuracy"] == pytest.approx(7 / 20)
+    assert sum(v * 4 for v in res["per_task"].values()) == pytest.approx(7)
+    assert gen.prompts[0].endswith("<extra_id_1>Assistant\n") and records[0]["question"] in gen.prompts[0]
+    assert res["predictions"][0]["output"] == records[0]["answer"] + "\n"  # cut at the stop marker
+    with pytest.raises(ValueError, match="at least one record"):
+        evaluate_tasks(gen, [])
