@@ -356,6 +356,7 @@ class ToyWorldConfig:
     code_sft: int = 2000
     general_sft: int = 4000
     instructed_share: float = 0.04  # general SFT: share of prompts carrying IFEval-style instructions
+    two_turn_share: float = 0.0  # general SFT: share of chats with a second exchange (new task or a revision)
     preference_prompts: int = 1000
     preference_pairs: int = 1000
     preference_instructed_share: float = 0.5
@@ -372,7 +373,7 @@ class ToyWorldConfig:
                  f"ToyWorldConfig.heldout_fraction must be strictly between 0 and 1, got {self.heldout_fraction}")
         _require(min(self.n_people, self.n_places, self.n_things) >= 4,
                  "ToyWorldConfig needs at least 4 people, places and things")
-        for f in ("instructed_share", "preference_instructed_share"):
+        for f in ("instructed_share", "two_turn_share", "preference_instructed_share"):
             _require(0.0 <= getattr(self, f) <= 1.0, f"ToyWorldConfig.{f} must be in [0, 1], got {getattr(self, f)}")
         _require(min(self.blend_english, self.blend_lingo, self.blend_code) >= 0 and sum(self.blend.values()) > 0,
                  "ToyWorldConfig blend weights must be >= 0 with a positive sum")

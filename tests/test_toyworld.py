@@ -343,3 +343,16 @@ def test_evaluate_tasks_counts_exact_matches(tw):
     assert res["predictions"][0]["output"] == records[0]["answer"] + "\n"  # cut at the stop marker
     with pytest.raises(ValueError, match="at least one record"):
         evaluate_tasks(gen, [])
+
+
+def test_two_turn_chats_answer_both_turns(tw):
+    recs = tw.general_sft(100, two_turn_share=0.3)
+    two = [r for r in recs if len(r["messages"]) == 4]
+    assert len(two) == 30 and [m["role"] for m in two[0]["messages"]] == ["user", "assistant"] * 2
+    kinds = collections.Counter(m["content"].startswith("Rewrite your answer.") for r in two for m in r["messages"][2:3])
+    assert kinds[True] > 5 and kinds[False] > 5  # both second-turn kinds occur
+    for r in two:
+        second = T.prompt_from_meta(r["meta"]["second_turn"])
+        reply = r["messages"][3]["content"]
+        assert second.item.check(reply) and all(second.follows(reply))
+        assert T.split_of(7, second.item.id, 0.2) == "train"

@@ -13,7 +13,8 @@ Tasks with verifiable answers (all answers one line; `item.check(response) -> bo
     oracle_response(prompt), make_response(prompt, kind, rng), assess(prompt, text), helpsteer_labels(assessment)
 Alignment records (plain dicts; every record also carries "meta" to rebuild/judge the prompt):
     tw.code_sft(n)                          -> [{"messages": [user, assistant]}]   program tracing + function writing
-    tw.general_sft(n, instructed_share=.04) -> [{"messages": [...]}]
+    tw.general_sft(n, instructed_share=.04, two_turn_share=0) -> [{"messages": [...]}]  (+ 2nd turns: new task or
+                                                 "rewrite your answer" under an instruction)
     tw.preference_prompts(n)                -> SDG items [{"id", "prompt", "messages", "answer", "instruction_ids",
                                                  "instruction_kwargs"}]; judge responses with ToyWorld.judge
     tw.preference_pairs(n)                  -> [{"prompt", "chosen", "rejected", "chosen_reward", "rejected_reward"}]
@@ -26,7 +27,10 @@ Held-out evaluation sets (only `heldout` items):
     tw.eval_ifeval(n)           IFEval {"key", "prompt", "instruction_id_list", "kwargs"}
     tw.eval_multiple_choice(n)  MMLU {"question", "choices", "answer": index, "subject"}
     tw.eval_code(n)             HumanEval {"task_id", "prompt", "canonical_solution", "test", "entry_point"}
-Files: `write_run_data(tw, run_dir, sizes)` (export.py) writes all of the above as JSONL under run_dir/data.
+    evaluate_tasks(generator, tw.eval_tasks(n)) (evaluate.py) -> {"accuracy", "per_task", "predictions"}
+Files (export.py): `write_run_data(ToyWorldConfig, run_dir)` writes all of the above as JSONL under run_dir/data;
+`build_toy_data(run_dir, cfg)` adds a trained tokenizer; `quick_config()` is the --quick size; `pretrain_data(cfg,
+tokenizer)` is the corpus as a TextData blend of in-memory sources.
 
 Splits: an item's split is a seeded hash of its id, so held-out items never appear in any training record. The
 pretraining corpus is world *knowledge*: it states every fact (held-out facts too, as biographies) and practice

@@ -125,11 +125,30 @@ class ToyWorld:
         random.Random(f"toyworld:{self.seed}:code_sft").shuffle(ps)
         return [_chat(p, oracle_response(p)) for p in ps]
 
-    def general_sft(self, n: int, *, instructed_share: float = 0.04, tasks: Sequence[str] = LEARNABLE_TASKS,
-                    split: str = "train") -> list[Record]:
-        """General-SFT chats: the tasks with oracle answers, a small share under instructions."""
-        return [_chat(p, oracle_response(p)) for p in self.prompts(
-            n, split=split, tasks=tasks, instructed_share=instructed_share, stream="general_sft")]
+    def general_sft(self, n: int, *, instructed_share: float = 0.04, two_turn_share: float = 0.0,
+                    tasks: Sequence[str] = LEARNABLE_TASKS, split: str = "train") -> list[Record]:
+        """General-SFT chats: the tasks with oracle answers, a small share under instructions.
+
+        `two_turn_share` of the chats get a second exchange: another task (half of them) or a request to rewrite
+        the first answer under a new instruction (the paper's second-turn revision prompts).
+        """
+        if not 0.0 <= two_turn_share <= 1.0:
+            raise ValueError(f"two_turn_share must be in [0, 1], got {two_turn_share}")
+        ps = self.prompts(n, split=split, tasks=tasks, instructed_share=instructed_share, stream="general_sft")
+        n2 = round(n * two_turn_share)
+        seconds = self.prompts(n2, split=split, tasks=tasks, stream="general_sft_turn2")
+        rng = random.Random(f"toyworld:{self.seed}:general_sft_turn2:{split}")
+        out = [_chat(p, oracle_response(p)) for p in ps]
+        for rec, p, q in zip(out, ps, seconds):  # `ps` is shuffled, so the first n2 are a random share
+            if rng.random() < 0.5 and allowed_instructions(p.item):
+                revised = make_prompt(p.item, rng, n_instructions=1)
+                user = "Rewrite your answer. " + revised.text[len(p.item.prompt) + 1:]
+                q = ToyPrompt(revised.item, revised.instruction_id_list, revised.kwargs)
+            else:
+                user = q.text
+            rec["messages"] += [{"role": "user", "content": user}, {"role": "assistant", "content": oracle_response(q)}]
+            rec["meta"]["second_turn"] = prompt_meta(q)
+        return out
 
     def preference_prompts(self, n: int, *, instructed_share: float = 0.5, tasks: Sequence[str] = LEARNABLE_TASKS,
                            split: str = "train") -> list[Record]:

@@ -70,7 +70,8 @@ def write_run_data(cfg: ToyWorldConfig, run_dir: str | os.PathLike, *,
                 f.close()
     builders = {
         "sft_code": lambda: tw.code_sft(cfg.code_sft),
-        "sft_general": lambda: tw.general_sft(cfg.general_sft, instructed_share=cfg.instructed_share),
+        "sft_general": lambda: tw.general_sft(cfg.general_sft, instructed_share=cfg.instructed_share,
+                                              two_turn_share=cfg.two_turn_share),
         "preference_prompts": lambda: tw.preference_prompts(cfg.preference_prompts,
                                                             instructed_share=cfg.preference_instructed_share),
         "preference_pairs": lambda: tw.preference_pairs(cfg.preference_pairs,
