@@ -98,3 +98,13 @@ def sgd_reference():
 def test_loss_and_gradients_match_single_device(name, sgd_reference):
     _, state, metrics = sharded_run(LAYOUTS[name], optax.sgd(SGD_LR), 1)
     assert_same(state, metrics, *sgd_reference)
+
+
+def test_adamw_steps_with_distributed_optimizer_match_single_device():
+    opt = make_optimizer(C.OptimConfig(lr=1e-2, weight_decay=0.1, clip_norm=1.0), 1e-2)
+    ref_state, ref_metrics = reference_run(opt, 3)
+    pcfg = C.ParallelConfig(data=2, tensor=2, pipeline=2, microbatches=2, shard_optimizer=True)
+    run, state, metrics = sharded_run(pcfg, opt, 3)
+    assert_same(state, metrics, ref_state, ref_metrics, rtol=1e-4, atol=1e-5)
+    mu = state.opt_state[1][0].mu["lm_head"]["kernel"]
+    assert "data" in jax.tree.leaves(tuple(mu.sharding.spec))  # the moments really are split over data
