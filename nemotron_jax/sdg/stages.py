@@ -190,6 +190,29 @@ class JsonlSource(Stage):
 
 @register
 @dataclasses.dataclass
+class ToPrompt(Stage):
+    """Make a user prompt from a field: {"topic": "tea"} -> {"prompt": "About tea", "messages": [user turn]}.
+
+    `template` is `str.format` text over the item's fields (default: the field's value as is).
+    """
+
+    type: ClassVar[str] = "to_prompt"
+    field: str = "topic"
+    template: Optional[str] = None
+    task: Optional[str] = None
+
+    def process(self, item: Item, ctx: Context) -> list[Item]:
+        if self.field not in item:
+            raise KeyError(f"to_prompt: item {item['id']} has no field {self.field!r}")
+        text = str(item[self.field]) if self.template is None else self.template.format(**item)
+        fields = {"prompt": text, "messages": user(text)}
+        if self.task is not None:
+            fields["task"] = self.task
+        return [annotate(item, self.name, fields)]
+
+
+@register
+@dataclasses.dataclass
 class MacroTopics(GenStage):
     """{} -> n items {"topic"}: the broad topics the rest of the pipeline fans out from."""
 
