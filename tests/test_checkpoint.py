@@ -114,3 +114,15 @@ def test_restore_onto_a_different_mesh(rows_file, tmp_path, uninterrupted):
     assert back["embed"]["embedding"].sharding.device_set == {jax.local_devices()[0]}
     jax.tree.map(np.testing.assert_array_equal, back, uninterrupted.state.params)
     ckpt.close()
+
+
+def test_sharded_run_resumes_on_one_device(rows_file, tmp_path, uninterrupted):
+    """2 steps on a data=2 x tensor=2 mesh (loss == single device), then resumed on one device from its checkpoint."""
+    sharded = run(experiment(rows_file, tmp_path, parallel=C.ParallelConfig(data=2, tensor=2)), stop_after=2)
+    assert sharded.runtime.num_devices == 4 and sharded.runtime.data_parallel == 2
+    resumed = run(experiment(rows_file, tmp_path), stop_after=4)  # checkpoint 2 read onto one device
+    assert [r["step"] for r in resumed.records] == [3, 4]
+    got = sharded.records + resumed.records
+    want = uninterrupted.records[:4]
+    assert [r["consumed_samples"] for r in got] == [r["consumed_samples"] for r in want]
+    np.testing.assert_allclose([r["loss"] for r in got], [r["loss"] for r in want], rtol=1e-5)

@@ -56,8 +56,11 @@ def test_accumulation_equals_one_big_batch(rows_file, tmp_path):
     big = run(experiment(rows_file, tmp_path / "b", batch=C.BatchConfig(global_batch=8, seq_len=T, micro_batch=8)),
               stop_after=3)
     assert [r["accum"] for r in small.records] == [4, 4, 4] and [r["accum"] for r in big.records] == [1, 1, 1]
-    np.testing.assert_allclose([r["loss"] for r in small.records], [r["loss"] for r in big.records], rtol=1e-5)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), small.state.params,
+    for key in ("loss", "grad_norm", "count"):
+        np.testing.assert_allclose([r[key] for r in small.records], [r[key] for r in big.records], rtol=1e-5)
+    # Adam divides by sqrt(v): near-zero gradient entries amplify fp32 summation-order noise, so the parameters
+    # are compared to 1e-4 absolute against 3 steps that each move weights by up to lr = 3e-2.
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), small.state.params,
                  big.state.params)
 
 

@@ -71,25 +71,25 @@ def next_batch(data: DataIterator, accum: int) -> dict[str, np.ndarray]:
     return {k: np.stack([m[k] for m in micro]) for k in micro[0]}
 
 
-def _initial_params(exp: Experiment, task: Task) -> Any:
-    if exp.init_from is None:
-        return task.init_params(jax.random.key(exp.seed))
-    path = Path(exp.init_from)
-    if (path / "model_config.json").exists():  # a parameters-only folder (conversion tools, params_io)
+def _init_from(path: str) -> Any:
+    """Parameters of a training checkpoint (any of its folders) or a parameters-only folder (params_io)."""
+    if (Path(path) / "model_config.json").exists():
         from nemotron_jax.checkpoint.params_io import load_params as load_param_folder
 
         return load_param_folder(path)[1]
     return load_params(path)
 
 
-def _start_state(exp: Experiment, task: Task, runtime: Runtime, ckpt: Checkpointer,
+def _start_state(exp: Experiment, runtime: Runtime, ckpt: Checkpointer,
                  data: DataIterator) -> tuple[TrainState, int]:
-    """(state, consumed samples): resumed from the newest checkpoint, or fresh."""
+    """(state, consumed samples): resumed from the newest checkpoint, or from init_from, or fresh."""
     if exp.checkpoint.resume and ckpt.latest_step() is not None:
         state, data_state, meta = ckpt.restore(runtime.abstract_state())
         data.set_state(data_state)
         return state, int(meta["consumed_samples"])
-    return runtime.init_state(_initial_params(exp, task)), 0
+    if exp.init_from is not None:
+        return runtime.state_from(_init_from(exp.init_from)), 0
+    return runtime.fresh_state(jax.random.key(exp.seed)), 0
 
 
 def _check_finite(state: TrainState, limit: int, record: dict) -> None:
@@ -117,11 +117,14 @@ def run(exp: Experiment, *, task: Optional[Task] = None, stop_after: Optional[in
     schedule = make_schedule(exp.optim, total)
     runtime.build(task, make_optimizer(exp.optim, schedule))
     run_dir = Path(exp.out_dir)
+    if ramp.rows % jax.process_count():
+        raise ConfigError(f"a microbatch of {ramp.rows} rows does not split across {jax.process_count()} processes; "
+                          f"make batch.micro_batch x data-parallel size a multiple of the process count")
     data = task.data_iterator(rows=ramp.rows // jax.process_count(), process_index=jax.process_index(),
                               process_count=jax.process_count())
     ckpt = Checkpointer(exp.checkpoint.dir or run_dir / "checkpoints", keep=exp.checkpoint.keep,
                         async_save=exp.checkpoint.async_save)
-    state, consumed = _start_state(exp, task, runtime, ckpt, data)
+    state, consumed = _start_state(exp, runtime, ckpt, data)
     step = int(state.step)
     logger = MetricsLogger(run_dir, exp.logging, model=exp.model, seq_len=exp.batch.seq_len, total_steps=total,
                            start_step=step, num_devices=runtime.num_devices)

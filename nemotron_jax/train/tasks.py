@@ -27,7 +27,7 @@ import jax
 import numpy as np
 
 from nemotron_jax import model as M
-from nemotron_jax.config import ConfigError, Experiment, NextTokenLoss
+from nemotron_jax.config import ConfigError, Experiment, NextTokenLoss, TextData
 from nemotron_jax.losses.common import masked_nll
 from nemotron_jax.train.step import LossFn
 
@@ -113,12 +113,21 @@ def lm_data_iterator(exp: Experiment, *, rows: int, process_index: int = 0, proc
                    process_count=process_count)
 
 
-def next_token_loss(model_cfg: Any) -> LossFn:
+def model_forward(exp: Experiment) -> Callable[..., jax.Array]:
+    """`fwd(params, tokens, *, positions, segment_ids) -> logits` for exp's layout (pipelined when pipeline > 1)."""
+    if exp.parallel.pipeline > 1:
+        from nemotron_jax.parallel.training import make_forward
+
+        return make_forward(exp.model, exp.parallel)
+    return lambda params, tokens, **kw: M.forward(params, tokens, exp.model, **kw)
+
+
+def next_token_loss(model_cfg: Any, forward: Callable[..., jax.Array] | None = None) -> LossFn:
     """(sum of masked next-token NLL, {"count": target tokens}) for one LM microbatch."""
+    forward = forward or (lambda params, tokens, **kw: M.forward(params, tokens, model_cfg, **kw))
 
     def loss_fn(params: Params, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
-        logits = M.forward(params, batch["inputs"], model_cfg, positions=batch["positions"],
-                           segment_ids=batch["segment_ids"])
+        logits = forward(params, batch["inputs"], positions=batch["positions"], segment_ids=batch["segment_ids"])
         nll, count = masked_nll(logits, batch["targets"], batch["loss_mask"])
         return nll, {"count": count}
 
@@ -128,8 +137,21 @@ def next_token_loss(model_cfg: Any) -> LossFn:
 @register_task(NextTokenLoss)
 def pretrain_task(exp: Experiment) -> Task:
     """Pretraining and continued pretraining: next-token NLL on packed LM batches."""
-    return Task(init_params=lambda rng: M.init_params(exp.model, rng), loss_fn=next_token_loss(exp.model),
+    return Task(init_params=lambda rng: M.init_params(exp.model, rng),
+                loss_fn=next_token_loss(exp.model, model_forward(exp)),
                 data_iterator=lambda **kw: lm_data_iterator(exp, **kw))
+
+
+@register_data(TextData)
+def text_data_iterator(cfg: TextData, *, seq_len: int, rows: int, seed: int, process_index: int = 0,
+                       process_count: int = 1) -> DataIterator:
+    """The data engineer's grain pipeline (data/pipelines.py); its stream seed is `TextData.seed`."""
+    del seed  # the data stream has its own seed, so changing the init seed does not change the data
+    from nemotron_jax.data.pipelines import make_lm_iterator
+    from nemotron_jax.data.tokenizer import load_tokenizer
+
+    return make_lm_iterator(cfg, load_tokenizer(cfg.tokenizer), batch_size=rows, seq_len=seq_len,
+                            shard_index=process_index, shard_count=process_count)
 
 
 # ----------------------------------------------------------------------------------------------------------------
