@@ -4,7 +4,7 @@
     client.completions(prompt="Once", max_tokens=8, n=2, seed=0)        # the /v1/completions response dict
     client.chat_completions(messages=[{"role": "user", "content": "Hi"}])
     client.generate(["Hi"], Sampling(n=2), chat=True) -> [["...", "..."]]  # SDG's InProcessBackend callable
-    client.as_sdg_backend()                                              # a ready sdg.clients.InProcessBackend
+    client.as_sdg_backend()                                              # an sdg.clients Backend (batched)
 
 Calls are thread-safe and go through the same BatchingEngine as the server, so many threads calling at once share
 device batches. Bad input raises `APIError` (status + OpenAI-style body), exactly what the server would answer.
@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 
 from nemotron_jax.inference.api import APIError, InferenceService
 
-__all__ = ["APIError", "InferenceClient", "reward_scorer"]
+__all__ = ["APIError", "InferenceClient", "SDGBackend", "reward_scorer"]
 
 
 def reward_scorer(params: Any, cfg: Any, tokenizer: Any, weights: Optional[Sequence[float]] = None):
@@ -115,12 +115,13 @@ class InferenceClient:
         res = self.service.reward({"conversations": [list(c) for c in conversations]})
         return [(d["reward"], d["attributes"]) for d in res["data"]]
 
-    def as_sdg_backend(self) -> Any:
-        """This client as an `sdg.clients.InProcessBackend` (generation, and reward for a reward model)."""
-        from nemotron_jax.sdg.clients import InProcessBackend
+    def as_sdg_backend(self) -> "SDGBackend":
+        """This client as an SDG backend (`sdg.clients.Backend`: name + request(kind, payload)).
 
-        is_reward = self.service.reward_fn is not None
-        return InProcessBackend(self.model_name, self.generate, self.score if is_reward else None)
+        Unlike wrapping `generate` in `sdg.clients.InProcessBackend` (which holds a lock per call), requests from
+        many SDG threads reach the batching engine together and share device batches.
+        """
+        return SDGBackend(self)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
@@ -132,3 +133,28 @@ class InferenceClient:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class SDGBackend:
+    """`sdg.clients.Backend` over an InferenceClient: kinds chat / complete / reward, thread-safe, no HTTP."""
+
+    def __init__(self, client: InferenceClient):
+        self.client, self.name = client, client.model_name
+
+    def request(self, kind: str, payload: dict) -> dict:
+        from nemotron_jax.sdg.clients import ClientError
+
+        body = {k: v for k, v in payload.items() if v is not None and not (k == "stop" and not v)}
+        try:
+            if kind == "reward":
+                out = self.client.service.reward({"messages": payload["messages"]})
+                return {"reward": out["reward"], "attributes": out["attributes"]}
+            if kind == "chat":
+                res = self.client.service.chat_completions(body)
+                return {"texts": [c["message"]["content"] for c in res["choices"]]}
+            if kind == "complete":
+                res = self.client.service.completions(body)
+                return {"texts": [c["text"] for c in res["choices"]]}
+        except APIError as e:
+            raise ClientError(f"{self.name}: HTTP-equivalent {e.status}: {e.message}") from None
+        raise ClientError(f"unknown request kind {kind!r}")
