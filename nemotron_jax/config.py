@@ -384,3 +384,152 @@ class ToyWorldConfig:
 
     def replace(self, **kw: Any) -> "ToyWorldConfig":
         return dataclasses.replace(self, **kw)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Alignment: chat/preference/reward data and the SFT, DPO, RPO and reward-model losses (alignment engineer)
+# ----------------------------------------------------------------------------------------------------------------
+
+PREFERENCE_LOSS_KINDS = ("dpo", "ipo", "rpo_bwd_kl", "rpo_fwd_kl", "rpo_sq")
+REFERENCE_MODES = ("on_the_fly", "cached")
+
+
+@dataclass(frozen=True)
+class ChatData:
+    """Chat SFT data: JSONL `{"messages": [...]}` files, loss on assistant turns, first-fit packed into rows.
+
+    `replay_path` (general SFT): the previous stage's data, of which a seeded `replay_fraction` subset (the paper's
+    2% of the code-SFT samples) is blended in against forgetting.
+    """
+
+    paths: tuple[str, ...]
+    tokenizer: str
+    replay_path: Optional[str] = None
+    replay_fraction: float = 0.02
+    append_eos: bool = False  # train an eos after the final <extra_id_1> as well
+    pack: bool = True  # first-fit packing (segment ids keep documents apart); False: one conversation per row
+    packing_bins: int = 8
+    shuffle: bool = True
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.paths, tuple) and len(self.paths) > 0,
+                 "ChatData.paths must be a non-empty tuple of JSONL paths, e.g. paths=('data/sft.jsonl',)")
+        _require(0.0 <= self.replay_fraction <= 1.0, f"replay_fraction must be in [0, 1], got {self.replay_fraction}")
+        _require(self.packing_bins >= 1, "ChatData.packing_bins must be >= 1")
+
+
+@dataclass(frozen=True)
+class PreferenceData:
+    """Preference pairs: JSONL `{"prompt", "chosen", "rejected"[, "chosen_reward", "rejected_reward"]}`.
+
+    Each pair becomes two unpacked rows (chosen_*, rejected_* keys). `reward_model`: a reward-model checkpoint that
+    scores pairs lacking rewards when the dataset is built (RPO); rows longer than seq_len are dropped and counted.
+    """
+
+    paths: tuple[str, ...]
+    tokenizer: str
+    reward_model: Optional[str] = None
+    reward_weights: Optional[tuple[float, ...]] = None  # None: the 340B aggregation (SPEC §3)
+    shuffle: bool = True
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.paths, tuple) and len(self.paths) > 0,
+                 "PreferenceData.paths must be a non-empty tuple of JSONL paths")
+
+
+@dataclass(frozen=True)
+class HelpSteerData:
+    """Reward-model regression data: JSONL `{"prompt", "response", <attribute>: 0..4, ...}` (absent = −100)."""
+
+    paths: tuple[str, ...]
+    tokenizer: str
+    attributes: tuple[str, ...] = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
+    shuffle: bool = True
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.paths, tuple) and len(self.paths) > 0,
+                 "HelpSteerData.paths must be a non-empty tuple of JSONL paths")
+        _require(len(self.attributes) > 0, "HelpSteerData.attributes is empty")
+
+
+@dataclass(frozen=True)
+class SFT:
+    """Supervised fine-tuning: next-token NLL over assistant tokens, averaged per trained token (SPEC §5)."""
+
+    stage: str = "general"  # a label for reports: "code" | "general"
+
+
+@dataclass(frozen=True)
+class DPO:
+    """DPO-family preference optimisation against a frozen reference (the init_from checkpoint), SPEC §5.
+
+    Paper ranges (340B DPO): beta in [3e-4, 3e-3], SFT weight on chosen in [1e-5, 1e-3], LR in [3e-8, 3e-7].
+    `reference`: "cached" computes the reference log-probs once before training and stores them on disk under
+    `ref_cache_dir` (default <run_dir>/reference_logps); "on_the_fly" runs the reference inside every step.
+    """
+
+    beta: float = 1e-3
+    kind: str = "dpo"
+    eta: float = 1.0
+    sft_weight: float = 1e-5
+    length_normalize: bool = False  # S(y) per token instead of summed
+    sft_length_normalize: bool = False
+    reference: str = "cached"
+    ref_cache_dir: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        _require(self.kind in PREFERENCE_LOSS_KINDS, f"kind must be one of {PREFERENCE_LOSS_KINDS}, got {self.kind!r}")
+        _require(self.beta > 0, f"beta must be > 0, got {self.beta}")
+        _require(self.sft_weight >= 0, f"sft_weight must be >= 0, got {self.sft_weight}")
+        _require(self.reference in REFERENCE_MODES, f"reference must be one of {REFERENCE_MODES}")
+
+
+@dataclass(frozen=True)
+class RPO(DPO):
+    """Reward-aware preference optimisation (SPEC §5): KL(Bern(σ(ηΔr)) ‖ Bern(σ(βΔ))) by default.
+
+    Paper: η = 1, beta in [1e-3, 1], SFT weight 1e-5, LR 3e-7, 3 iterations, each starting from and referencing the
+    previous iteration's result (the first from the DPO model). Rewards come from the data or PreferenceData.reward_model.
+    """
+
+    beta: float = 0.03
+    kind: str = "rpo_bwd_kl"
+    iterations: int = 3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(self.iterations >= 1, f"RPO.iterations must be >= 1, got {self.iterations}")
+
+
+@dataclass(frozen=True)
+class RewardRegression:
+    """Multi-attribute regression reward model (SPEC §3): masked MSE, −100 = missing label.
+
+    `lm_init_from`: an LM checkpoint whose trunk initialises the model (lm_head dropped, a head with bias added);
+    Experiment.init_from instead resumes from a reward-model checkpoint.
+    """
+
+    num_attributes: int = 5
+    lm_init_from: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        _require(self.num_attributes >= 1, f"num_attributes must be >= 1, got {self.num_attributes}")
+
+
+@dataclass(frozen=True)
+class BradleyTerry:
+    """Pairwise reward model on PreferenceData: −log σ(r_c − r_r [− m]) or |m|·(−log σ(r_c − r_r)).
+
+    The margin m is chosen_reward − rejected_reward from the data when `margin_mode` is set. With num_attributes > 1
+    the scalar reward is the weighted aggregation (`weights`, default the 340B vector).
+    """
+
+    num_attributes: int = 1
+    margin_mode: Optional[str] = None  # None | "subtract" | "scale"
+    weights: Optional[tuple[float, ...]] = None
+    lm_init_from: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        _require(self.margin_mode in (None, "subtract", "scale"),
+                 f"margin_mode must be None, 'subtract' or 'scale', got {self.margin_mode!r}")
+        _require(self.num_attributes >= 1, f"num_attributes must be >= 1, got {self.num_attributes}")

@@ -1,0 +1,183 @@
+"""Alignment trainers through the one loop: SFT, DPO, RPO (+ iterations), reward regression and Bradley-Terry."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from nemotron_jax import config as C
+from nemotron_jax.data import chat
+from nemotron_jax.data.tokenizer import Tokenizer
+from nemotron_jax.model import heads
+from nemotron_jax.train import alignment as A
+from nemotron_jax.train.loop import run
+from nemotron_jax.train.tasks import make_task
+
+WORDS = ["sun", "moon", "star", "tree", "rock", "fish", "bird", "leaf", "rain", "snow", "wind", "fire"]
+MODEL = C.toy_tiny(vocab_size=320, max_seq_len=128)
+SEQ = 64
+
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("align")
+    rng = np.random.default_rng(0)
+    text = [" ".join(rng.choice(WORDS, 12)) + " good bad yes no repeat say" for _ in range(200)]
+    tok = Tokenizer.train(text, vocab_size=300)
+    tok.save(d / "tok.model")
+    sft = [{"messages": [{"role": "user", "content": f"repeat {w}"}, {"role": "assistant", "content": f"{w} {w}"}]}
+           for w in WORDS]
+    pairs = [{"prompt": f"say {w}", "chosen": f"yes {w}", "rejected": f"no {v}", "chosen_reward": 3.0 + i % 2,
+              "rejected_reward": 1.0} for i, (w, v) in enumerate(zip(WORDS, WORDS[::-1]))]
+    rated = []
+    for _ in range(64):  # helpfulness = 4 when the reply says "yes", else 0; one attribute often missing
+        words = list(rng.choice(WORDS, 3))
+        good = bool(rng.integers(2))
+        rated.append({"prompt": "say something", "response": " ".join((["yes"] if good else ["no"]) + words),
+                      "helpfulness": 4.0 if good else 0.0, "correctness": 3.0 if good else 1.0,
+                      "coherence": 2.0, "complexity": None if rng.integers(2) else 1.0, "verbosity": 1.0})
+    return {"tok": str(d / "tok.model"), "sft": _jsonl(d / "sft.jsonl", sft), "pairs": _jsonl(d / "pairs.jsonl", pairs),
+            "rated": _jsonl(d / "rated.jsonl", rated), "dir": d}
+
+
+def _exp(tmp_path, data, loss, *, steps, lr, rows=4, **kw):
+    return C.Experiment(
+        name="t", model=MODEL, data=data, loss=loss, steps=steps,
+        batch=C.BatchConfig(global_batch=rows, seq_len=SEQ, micro_batch=rows),
+        optim=C.OptimConfig(lr=lr, schedule="constant", warmup_steps=0, weight_decay=0.0, clip_norm=1.0),
+        checkpoint=C.CheckpointConfig(save_every=10_000, async_save=False),
+        logging=C.LoggingConfig(every=10_000, tensorboard=False, progress=False, jsonl=False),
+        run_dir=str(tmp_path / "run"), **kw)
+
+
+def _losses(result):
+    return [r["loss"] for r in result.records]
+
+
+def test_sft_lowers_loss_and_replays_previous_stage(files, tmp_path):
+    data = C.ChatData(paths=(files["sft"],), tokenizer=files["tok"])
+    res = run(_exp(tmp_path, data, C.SFT(stage="code"), steps=12, lr=1e-2))
+    loss = _losses(res)
+    assert np.mean(loss[-3:]) < 0.6 * loss[0], loss
+    # general stage: a seeded replay_fraction subset of the previous stage's conversations is blended in
+    general = C.ChatData(paths=(files["sft"],), tokenizer=files["tok"], replay_path=files["sft"], replay_fraction=0.25)
+    convs = A.sft_conversations(general, seed=0)
+    assert len(convs) == len(WORDS) + 3 and convs == A.sft_conversations(general, seed=0)
+
+
+def test_packed_sft_rows_keep_assistant_masks(files):
+    data = C.ChatData(paths=(files["sft"],), tokenizer=files["tok"], shuffle=False, packing_bins=1)
+    it = A.sft_iterator(data, seq_len=100, rows=2, seed=0)
+    batch = next(it)
+    tok = Tokenizer.load(files["tok"])
+    ids, trained = chat.encode_chat(tok, chat.read_chat_jsonl(files["sft"])[0])
+    row, n = batch, len(ids) - 1
+    assert row["segment_ids"][0, :n].tolist() == [1] * n and row["segment_ids"][0, n] == 2  # packed: next doc follows
+    np.testing.assert_array_equal(row["targets"][0, :n], ids[1:])
+    np.testing.assert_array_equal(row["loss_mask"][0, :n], trained[1:])
+    np.testing.assert_array_equal(row["positions"][0, n:n + 3], [0, 1, 2])
+    state = it.get_state()
+    want = next(it)
+    it2 = A.sft_iterator(data, seq_len=100, rows=2, seed=0)
+    it2.set_state(state)
+    np.testing.assert_array_equal(next(it2)["inputs"], want["inputs"])
+
+
+def test_cached_reference_equals_on_the_fly(files, tmp_path, monkeypatch):
+    data = C.PreferenceData(paths=(files["pairs"],), tokenizer=files["tok"], shuffle=False)
+    loss = C.RPO(beta=0.5, iterations=1, sft_weight=1e-2)  # rewards and the SFT term on: every path of the loss
+    exp = _exp(tmp_path, data, loss, steps=1, lr=0.0)
+    cached = make_task(exp)
+    fly = make_task(exp.replace(loss=C.RPO(beta=0.5, iterations=1, sft_weight=1e-2, reference="on_the_fly")))
+    cache_files = list((tmp_path / "run" / "reference_logps").glob("ref_logps_*.npy"))
+    assert len(cache_files) == 1
+    b_cached, b_fly = next(cached.data_iterator(rows=4)), next(fly.data_iterator(rows=4))
+    assert "chosen_ref_logps" in b_cached and "chosen_ref_logps" not in b_fly
+    # a policy that moved away from the reference, so the log-ratios are not all zero
+    ref = A.reference_params(exp)
+    params = jax.tree.map(lambda p: p * 1.05, ref)
+    (l1, a1), g1 = jax.jit(jax.value_and_grad(cached.loss_fn, has_aux=True))(params, b_cached)
+    (l2, a2), g2 = jax.jit(jax.value_and_grad(fly.loss_fn, has_aux=True))(params, b_fly)
+    np.testing.assert_allclose(l1, l2, rtol=1e-5)
+    assert abs(float(a1["pref/reward_margin"])) > 1e-4
+    for k in a1:
+        np.testing.assert_allclose(a1[k], a2[k], rtol=1e-5, atol=1e-6)
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-7), g1, g2)
+    # a second build reads the cache file instead of recomputing
+    monkeypatch.setattr(A, "reference_logps", lambda *a, **k: pytest.fail("recomputed a cached reference"))
+    tok = Tokenizer.load(files["tok"])
+    table = A.encode_pairs(tok, A.read_pairs(data.paths), SEQ)
+    again = A.cached_reference_logps(ref, MODEL, table, tmp_path / "run" / "reference_logps", seq_len=SEQ,
+                                     pad_id=tok.pad_id)
+    np.testing.assert_array_equal(again, np.load(cache_files[0]))
+
+
+def test_dpo_starts_at_log2_and_lowers_loss(files, tmp_path):
+    data = C.PreferenceData(paths=(files["pairs"],), tokenizer=files["tok"])
+    res = run(_exp(tmp_path, data, C.DPO(beta=0.5, sft_weight=0.0), steps=10, lr=5e-3))
+    loss = _losses(res)
+    assert loss[0] == pytest.approx(np.log(2.0), abs=1e-5)  # policy == reference at step 0
+    assert np.mean(loss[-3:]) < 0.5 * loss[0], loss
+    assert res.records[-1]["pref/accuracy"] > 0.7
+
+
+def test_rpo_iterations_chain_start_and_reference(files, tmp_path):
+    data = C.PreferenceData(paths=(files["pairs"],), tokenizer=files["tok"])
+    exp = _exp(tmp_path, data, C.RPO(beta=0.5, iterations=2, sft_weight=0.0), steps=4, lr=5e-3)
+    results = A.run_rpo(exp)
+    assert len(results) == 2
+    first, second = _losses(results[0]), _losses(results[1])
+    assert first[-1] < first[0]
+    # iteration 2 references iteration 1's result: its reference params are iteration 1's final params
+    ref2 = A.reference_params(exp.replace(init_from=str(tmp_path / "run" / "iter1")))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b), ref2, results[0].state.params)
+    # and it starts from them (policy == reference, Δ = 0): its first loss is KL(σ(ηΔr) ‖ 1/2) on the same first
+    # batch, exactly iteration 1's first loss — a fresh init referencing iteration 1 would have Δ ≠ 0
+    assert second[0] == pytest.approx(first[0], rel=1e-5)
+
+
+def test_rpo_needs_rewards_or_a_reward_model(files, tmp_path):
+    no_rewards = _jsonl(files["dir"] / "norew.jsonl", [{"prompt": "q", "chosen": "yes", "rejected": "no"}] * 4)
+    data = C.PreferenceData(paths=(no_rewards,), tokenizer=files["tok"])
+    with pytest.raises(C.ConfigError, match="needs rewards"):
+        make_task(_exp(tmp_path, data, C.RPO(iterations=1), steps=1, lr=0.0))
+
+
+def _heldout_ranking(params, tok):
+    rng = np.random.default_rng(123)
+    prompts, good, bad = [], [], []
+    for _ in range(32):
+        words = " ".join(rng.choice(WORDS, 3))
+        prompts.append("say something")
+        good.append("yes " + words)
+        bad.append("no " + " ".join(rng.choice(WORDS, 3)))
+    s = heads.score_conversations(params, MODEL, tok, prompts + prompts, good + bad, batch_size=16)["reward"]
+    return float(np.mean(s[:32] > s[32:]))
+
+
+def test_reward_regression_learns_to_rank(files, tmp_path):
+    data = C.HelpSteerData(paths=(files["rated"],), tokenizer=files["tok"])
+    res = run(_exp(tmp_path, data, C.RewardRegression(), steps=30, lr=3e-3, rows=8))
+    loss = _losses(res)
+    assert np.mean(loss[-5:]) < 0.5 * np.mean(loss[:3]), loss
+    assert _heldout_ranking(res.state.params, Tokenizer.load(files["tok"])) >= 0.9
+
+
+def test_bradley_terry_lowers_loss(files, tmp_path):
+    data = C.PreferenceData(paths=(files["pairs"],), tokenizer=files["tok"])
+    res = run(_exp(tmp_path, data, C.BradleyTerry(margin_mode="subtract"), steps=6, lr=3e-3))
+    loss = _losses(res)
+    assert np.mean(loss[-3:]) < loss[0], loss
+
+
+def test_wrong_data_type_is_a_config_error(files, tmp_path):
+    data = C.ChatData(paths=(files["sft"],), tokenizer=files["tok"])
+    with pytest.raises(C.ConfigError, match="trains on PreferenceData"):
+        make_task(_exp(tmp_path, data, C.DPO(), steps=1, lr=0.0))
