@@ -335,55 +335,89 @@ class Experiment:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Toy world: the seeded stand-in for every dataset of the recipe (toy-world engineer; nemotron_jax/data/toyworld/)
+# Data: text sources and the pretraining pipeline (data engineer; nemotron_jax/data/{sources,pipelines}.py)
 # ----------------------------------------------------------------------------------------------------------------
+
+SOURCE_KINDS = ("auto", "jsonl", "parquet", "text", "python")
 
 
 @dataclass(frozen=True)
-class ToyWorldConfig:
-    """The toy world's seed and size, and how many records each stage's file gets (data/toyworld/export.py)."""
+class TextSource:
+    """One weighted document source. `path`: a file, folder or glob; for kind `python`, 'module:function'.
 
-    seed: int = 0
-    n_people: int = 48
-    n_places: int = 12
-    n_things: int = 24
-    heldout_fraction: float = 0.2  # share of task items (by hashed id) kept out of every training record
-    pretrain_chars: int = 4_000_000
-    blend_english: float = 0.70  # the paper's 70/15/15 English / multilingual / code blend, by characters here
-    blend_lingo: float = 0.15
-    blend_code: float = 0.15
-    tokenizer_chars: int = 1_000_000
-    code_sft: int = 2000
-    general_sft: int = 4000
-    instructed_share: float = 0.04  # general SFT: share of prompts carrying IFEval-style instructions
-    two_turn_share: float = 0.0  # general SFT: share of chats with a second exchange (new task or a revision)
-    preference_prompts: int = 1000
-    preference_pairs: int = 1000
-    preference_instructed_share: float = 0.5
-    helpsteer: int = 2000
-    helpsteer_val: int = 200
-    eval_per_task: int = 40
-    eval_ifeval: int = 100
-    eval_mc: int = 100
-    eval_code: int = 20
-    eval_rm_pairs: int = 200
+    kind `auto` picks jsonl/parquet/text from the suffix. JSONL/parquet read `text_field` (dotted for nested JSON).
+    Plain text is one document per file (`text_unit="file"`) or per blank-line-separated block (`"blocks"`).
+    kind `python` calls the function with `kwargs` (a tuple of (name, value) pairs) and uses the list of strings it
+    returns — the way in-memory corpora such as the toy world's enter the pipeline.
+    """
+
+    path: str
+    weight: float = 1.0  # share of *tokens* (packed rows) drawn from this source, relative to the others
+    kind: str = "auto"
+    name: str = ""  # shown in logs and stats; default: the path
+    text_field: str = "text"
+    text_unit: str = "file"
+    kwargs: tuple = ()
 
     def __post_init__(self) -> None:
-        _require(0.0 < self.heldout_fraction < 1.0,
-                 f"ToyWorldConfig.heldout_fraction must be strictly between 0 and 1, got {self.heldout_fraction}")
-        _require(min(self.n_people, self.n_places, self.n_things) >= 4,
-                 "ToyWorldConfig needs at least 4 people, places and things")
-        for f in ("instructed_share", "two_turn_share", "preference_instructed_share"):
-            _require(0.0 <= getattr(self, f) <= 1.0, f"ToyWorldConfig.{f} must be in [0, 1], got {getattr(self, f)}")
-        _require(min(self.blend_english, self.blend_lingo, self.blend_code) >= 0 and sum(self.blend.values()) > 0,
-                 "ToyWorldConfig blend weights must be >= 0 with a positive sum")
+        _require(bool(self.path), "TextSource.path is empty")
+        _require(self.kind in SOURCE_KINDS, f"TextSource.kind must be one of {SOURCE_KINDS}, got {self.kind!r}")
+        _require(self.weight > 0, f"TextSource {self.label!r}: weight must be > 0, got {self.weight}")
+        _require(self.text_unit in ("file", "blocks"), f"text_unit must be 'file' or 'blocks', got {self.text_unit!r}")
 
     @property
-    def blend(self) -> dict[str, float]:
-        return {"english": self.blend_english, "lingo": self.blend_lingo, "code": self.blend_code}
+    def label(self) -> str:
+        return self.name or self.path
 
-    def replace(self, **kw: Any) -> "ToyWorldConfig":
+
+@dataclass(frozen=True)
+class TextData:
+    """Pretraining text: a token-weighted blend of sources, tokenized and packed into rows (data/pipelines.py).
+
+    The sequence length and batch size come from the run (`BatchConfig`), not from here. Each source is shuffled
+    globally per epoch with a seed derived from `seed` and its name, repeated `num_epochs` times (None = forever),
+    sharded by index across processes, packed on its own, and the packed rows are interleaved by weight.
+    """
+
+    sources: tuple[TextSource, ...]
+    tokenizer: str = ""  # path of a SentencePiece .model
+    seed: int = 0
+    shuffle: bool = True
+    num_epochs: Optional[int] = None
+    add_bos: bool = True
+    add_eos: bool = True
+    packing: str = "concat"  # concat (cut documents at row ends) | first_fit (whole documents, padded rows)
+    packing_bins: int = 8  # first_fit: open rows per packing group
+    on_bad_record: str = "skip"  # skip (count, log file:line, continue) | raise (stop with file:line)
+    max_bad_records: Optional[int] = None  # skip mode: stop once a source has skipped more than this
+    worker_count: int = 0  # grain worker processes (0: in the training process)
+    read_threads: int = 0  # threads reading+tokenizing documents per source (0: inline)
+    prefetch_batches: int = 2  # batches prepared ahead by a background thread (0: off)
+
+    def __post_init__(self) -> None:
+        _require(len(self.sources) > 0, "TextData.sources is empty; give at least one TextSource")
+        labels = [s.label for s in self.sources]
+        _require(len(set(labels)) == len(labels),
+                 f"TextData source names must be unique (they key the blend and its saved state): {labels}; "
+                 f"set TextSource.name")
+        _require(self.packing in ("concat", "first_fit"), f"packing must be concat|first_fit, got {self.packing!r}")
+        _require(self.on_bad_record in ("skip", "raise"),
+                 f"on_bad_record must be 'skip' or 'raise', got {self.on_bad_record!r}")
+        _require(self.num_epochs is None or self.num_epochs >= 1, f"num_epochs must be None or >= 1")
+        for f in ("packing_bins",):
+            _require(getattr(self, f) >= 1, f"TextData.{f} must be >= 1")
+        for f in ("worker_count", "read_threads", "prefetch_batches"):
+            _require(getattr(self, f) >= 0, f"TextData.{f} must be >= 0")
+
+    def replace(self, **kw: Any) -> "TextData":
         return dataclasses.replace(self, **kw)
+
+
+def nemotron4_blend(english: str, multilingual: str, code: str, **kw: Any) -> TextData:
+    """The paper's pretraining mix (SPEC §2): 70% English, 15% multilingual, 15% code, by tokens."""
+    return TextData(sources=(TextSource(english, weight=0.70, name="english"),
+                             TextSource(multilingual, weight=0.15, name="multilingual"),
+                             TextSource(code, weight=0.15, name="code")), **kw)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -533,3 +567,55 @@ class BradleyTerry:
         _require(self.margin_mode in (None, "subtract", "scale"),
                  f"margin_mode must be None, 'subtract' or 'scale', got {self.margin_mode!r}")
         _require(self.num_attributes >= 1, f"num_attributes must be >= 1, got {self.num_attributes}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Toy world: the seeded stand-in for every dataset of the recipe (toy-world engineer; nemotron_jax/data/toyworld/)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToyWorldConfig:
+    """The toy world's seed and size, and how many records each stage's file gets (data/toyworld/export.py)."""
+
+    seed: int = 0
+    n_people: int = 48
+    n_places: int = 12
+    n_things: int = 24
+    heldout_fraction: float = 0.2  # share of task items (by hashed id) kept out of every training record
+    pretrain_chars: int = 4_000_000
+    blend_english: float = 0.70  # the paper's 70/15/15 English / multilingual / code blend, by characters here
+    blend_lingo: float = 0.15
+    blend_code: float = 0.15
+    tokenizer_chars: int = 1_000_000
+    code_sft: int = 2000
+    general_sft: int = 4000
+    instructed_share: float = 0.04  # general SFT: share of prompts carrying IFEval-style instructions
+    two_turn_share: float = 0.0  # general SFT: share of chats with a second exchange (new task or a revision)
+    preference_prompts: int = 1000
+    preference_pairs: int = 1000
+    preference_instructed_share: float = 0.5
+    helpsteer: int = 2000
+    helpsteer_val: int = 200
+    eval_per_task: int = 40
+    eval_ifeval: int = 100
+    eval_mc: int = 100
+    eval_code: int = 20
+    eval_rm_pairs: int = 200
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.heldout_fraction < 1.0,
+                 f"ToyWorldConfig.heldout_fraction must be strictly between 0 and 1, got {self.heldout_fraction}")
+        _require(min(self.n_people, self.n_places, self.n_things) >= 4,
+                 "ToyWorldConfig needs at least 4 people, places and things")
+        for f in ("instructed_share", "two_turn_share", "preference_instructed_share"):
+            _require(0.0 <= getattr(self, f) <= 1.0, f"ToyWorldConfig.{f} must be in [0, 1], got {getattr(self, f)}")
+        _require(min(self.blend_english, self.blend_lingo, self.blend_code) >= 0 and sum(self.blend.values()) > 0,
+                 "ToyWorldConfig blend weights must be >= 0 with a positive sum")
+
+    @property
+    def blend(self) -> dict[str, float]:
+        return {"english": self.blend_english, "lingo": self.blend_lingo, "code": self.blend_code}
+
+    def replace(self, **kw: Any) -> "ToyWorldConfig":
+        return dataclasses.replace(self, **kw)

@@ -73,8 +73,9 @@ class Tokenizer:
                 spm.SentencePieceTrainer.train(sentence_iterator=_training_lines(texts), model_writer=proto,
                                                **opts)
         except RuntimeError as e:
-            raise ValueError(f"SentencePiece training failed ({e}). If it says the vocabulary is too large, "
-                             f"train on more text or lower vocab_size (now {vocab_size}).") from e
+            raise ValueError(f"SentencePiece training failed ({e}). 'Vocabulary size too high': train on more "
+                             f"text or lower vocab_size (now {vocab_size}); 'smaller than required_chars': raise "
+                             f"vocab_size or lower character_coverage.") from e
         return cls(proto.getvalue())
 
     @classmethod
