@@ -31,7 +31,8 @@ def _chat(p: ToyPrompt, response: str) -> Record:
 def prompt_meta(p: ToyPrompt) -> Record:
     """Everything needed to rebuild the prompt and judge responses to it (`prompt_from_meta`)."""
     it = p.item
-    meta = {"id": it.id, "task": it.task, "split": it.split, "prompt": it.prompt, "answer": it.answer, "explanation": it.explanation,
+    meta = {"id": it.id, "task": it.task, "split": it.split, "prompt": it.prompt, "answer": it.answer,
+            "explanation": it.explanation,
             "distractors": list(it.distractors), "difficulty": it.difficulty, "case_sensitive": it.case_sensitive,
             "instruction_id_list": list(p.instruction_id_list), "kwargs": [dict(k) for k in p.kwargs]}
     if it.function is not None:

@@ -23,7 +23,7 @@ from typing import Callable, Optional
 
 from nemotron_jax.data.toyworld import programs
 from nemotron_jax.data.toyworld.text import ENGLISH_TEMPLATES, QUESTIONS
-from nemotron_jax.data.toyworld.world import (CATEGORIES, COLORS, JOBS, MATERIALS, PETS, REGIONS, Fact, World)
+from nemotron_jax.data.toyworld.world import CATEGORIES, COLORS, JOBS, MATERIALS, PETS, REGIONS, World
 
 EXTRA_WORDS = ("apple", "banana", "bridge", "candle", "castle", "cloud", "dragon", "flower", "forest", "garden",
                "hammer", "island", "jacket", "kettle", "ladder", "lemon", "market", "mirror", "monkey", "orange",
@@ -201,8 +201,3 @@ def sample_items(world: World, task: str, n: int, *, split: str, seed: int, held
         raise ValueError(f"task {task!r} has no {split} items (heldout_fraction={heldout_fraction}); "
                          f"use a fraction strictly between 0 and 1")
     return out
-
-
-def fact_items(world: World, facts: list[Fact]) -> list[str]:
-    """Ids of the fact-recall items for the given facts."""
-    return [f"fact_recall/{f.key}" for f in facts]
