@@ -179,3 +179,19 @@ def test_jsonl_source_reports_file_and_line(tmp_path) -> None:
     docs.write_text(json.dumps({"text": "Ada met Bob."}) + "\n")
     res = R.run_pipeline(cfg, progress=False)
     assert res.counts == {"jsonl": 1, "closed_qa": 2}
+
+
+def test_shipped_configs_build(monkeypatch, tmp_path) -> None:
+    root = os.path.join(os.path.dirname(R.__file__), "configs")
+    names = sorted(n for n in os.listdir(root) if n.endswith(".py") and n != "__init__.py")
+    assert names == ["nemotron4_340b.py", "toyworld.py"]
+    for name in names:
+        cfg = R.load_config(os.path.join(root, name))
+        stages = [R.build_stage(s) for s in cfg.stages]
+        R._check_models(stages, cfg.models)
+    monkeypatch.setenv("NEMOTRON_SDG_DRY_RUN", "1")
+    cfg = R.load_config(os.path.join(root, "toyworld.py"))
+    cfg = R.PipelineConfig(**{**cfg.__dict__, "out_dir": str(tmp_path / "tw"),
+                              "stages": [{**cfg.stages[0], "n": 16}] + cfg.stages[1:]})
+    res = R.run_pipeline(cfg, progress=False)
+    assert res.counts["toyworld"] == 16 and res.counts["responses"] == 16

@@ -329,3 +329,25 @@ def test_dedup_exact_and_near_duplicates() -> None:
     assert ctx.stats.counts == {"dedup_exact": 1, "dedup_near": 1}
     assert [r["id"] for r in Dedup(near_threshold=None).process_all(rows, ctx)] == ["a", "c", "d"]
     assert [r["id"] for r in Dedup(near_threshold=0.9).process_all(rows, ctx)] == ["a", "c", "d"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Toy world source and judge
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_toyworld_prompts_and_judge_rank_the_oracle_first() -> None:
+    from nemotron_jax.data.toyworld import oracle_response, prompt_from_meta
+    from nemotron_jax.sdg.judges import ToyWorldJudge
+    from nemotron_jax.sdg.stages import ToyWorldPrompts
+
+    rows = ToyWorldPrompts(n=6, instructed_share=1.0).process_all([], ctx_with(reply("")))
+    assert len(rows) == 6 and len({r["id"] for r in rows}) == 6
+    assert all(r["instruction_ids"] and r["answer"] is not None and r["messages"] for r in rows)
+    ctx = ctx_with(reply(""))
+    for r in rows:
+        good = oracle_response(prompt_from_meta(r["meta"]))
+        judged = ToyWorldJudge().process({**r, "responses": [{"text": "no idea"}, {"text": good}]}, ctx)[0]
+        assert judged["responses"][1]["correct"] and all(judged["responses"][1]["followed"])
+        pair, = Pairs().process(judged, ctx)
+        assert pair["chosen"] == good and pair["judge"] == "judge_toyworld"
+        assert pair["instruction_ids"] == r["instruction_ids"]

@@ -170,3 +170,23 @@ class RMJudge(Judge):
             raise KeyError(f"judge_rm weights need attributes {missing}, but the reward model returned "
                            f"{sorted(attrs)}; set weights=None to use its scalar reward")
         return float(sum(w * float(attrs[a]) for a, w in weights.items()))
+
+
+@register
+@dataclasses.dataclass
+class ToyWorldJudge(Judge):
+    """The toy world's own judgement (its answer checker + the instruction verifiers + HelpSteer rules, aggregated
+    with the 340B weights) for items from the `toyworld` source (they carry `meta`)."""
+
+    type: ClassVar[str] = "judge_toyworld"
+    world_seed: int = 0
+
+    def applies(self, item: Item) -> bool:
+        return "meta" in item
+
+    def judge(self, item: Item, ctx: Context) -> Item:
+        from nemotron_jax.data.toyworld import ToyWorld
+
+        verdicts = [ToyWorld.judge(item, r["text"]) for r in item["responses"]]
+        extra = [{"correct": v["correct"], "followed": v["followed"], "coherent": v["coherent"]} for v in verdicts]
+        return self.scored(item, [v["reward"] for v in verdicts], extra)

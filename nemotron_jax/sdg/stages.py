@@ -184,6 +184,31 @@ class JsonlSource(Stage):
         return out
 
 
+@register
+@dataclasses.dataclass
+class ToyWorldPrompts(Stage):
+    """Prompts from the toy world's task generator (`data/toyworld`): tasks with verifiable answers, a share of
+    them under IFEval-style instructions; items carry `answer`, `instruction_ids/kwargs` and `meta`."""
+
+    type: ClassVar[str] = "toyworld"
+    source: ClassVar[bool] = True
+    n: int = 64
+    world_seed: int = 0
+    instructed_share: float = 0.5
+    split: str = "train"
+    tasks: Optional[tuple] = None  # default: the toy world's learnable tasks
+
+    def process_all(self, items: list[Item], ctx: Context) -> list[Item]:
+        from nemotron_jax.data.toyworld import LEARNABLE_TASKS, toy_world
+
+        rows = toy_world(self.world_seed).preference_prompts(
+            self.n, instructed_share=self.instructed_share, tasks=tuple(self.tasks or LEARNABLE_TASKS),
+            split=self.split)
+        prov = [{"stage": self.name, "model": None, "seed": self.world_seed, "judge": None}]
+        return [{**r, "task": r["meta"].get("task") if isinstance(r.get("meta"), dict) else None,
+                 "provenance": prov} for r in rows]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Prompt generation
 # ---------------------------------------------------------------------------------------------------------------
