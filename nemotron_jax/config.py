@@ -376,7 +376,8 @@ class TextData:
 
     The sequence length and batch size come from the run (`BatchConfig`), not from here. Each source is shuffled
     globally per epoch with a seed derived from `seed` and its name, repeated `num_epochs` times (None = forever),
-    sharded by index across processes, packed on its own, and the packed rows are interleaved by weight.
+    sharded by index across processes, packed on its own, and the packed rows are interleaved by weight. With a
+    finite `num_epochs` the stream ends when the first source runs out. Changing `worker_count` changes the stream.
     """
 
     sources: tuple[TextSource, ...]
@@ -386,7 +387,7 @@ class TextData:
     num_epochs: Optional[int] = None
     add_bos: bool = True
     add_eos: bool = True
-    packing: str = "concat"  # concat (cut documents at row ends) | first_fit (whole documents, padded rows)
+    packing: str = "concat"  # concat (cut documents at row ends) | first_fit (whole documents, padded; truncates)
     packing_bins: int = 8  # first_fit: open rows per packing group
     on_bad_record: str = "skip"  # skip (count, log file:line, continue) | raise (stop with file:line)
     max_bad_records: Optional[int] = None  # skip mode: stop once a source has skipped more than this

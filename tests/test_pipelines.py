@@ -213,3 +213,18 @@ def test_config_and_batch_errors():
     assert per_process_batch(768, 16) == 48
     with pytest.raises(ConfigError, match="multiple of 16"):
         per_process_batch(100, 16)
+
+
+@pytest.mark.slow
+def test_grain_worker_processes_resume_exactly(tok):
+    data, srcs = _memory()
+    data = data.replace(worker_count=2)  # each worker packs its share; the stream is fixed for a worker count
+    it = make_lm_iterator(data, tok, batch_size=2, seq_len=32, sources=srcs)
+    _take(it, 4)
+    state = json.loads(json.dumps(it.get_state()))
+    after = _take(it, 3)
+    it.close()
+    again = make_lm_iterator(data, tok, batch_size=2, seq_len=32, sources=srcs, start_state=state)
+    assert _same(_take(again, 3), after)
+    assert sum(s["documents"] for s in again.stats().values()) > 0
+    again.close()
