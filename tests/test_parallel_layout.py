@@ -101,3 +101,28 @@ def test_bubble_fraction():
     assert bubble_fraction(12, 8, 12) == pytest.approx(11 / 107)
     assert bubble_fraction(4, 1, 4) == pytest.approx(3 / 7)
     assert bubble_fraction(1, 1, 1) == 0.0
+
+
+def test_other_parameter_trees_shard_through_the_same_rules():
+    from nemotron_jax.model.heads import init_reward_params, reward_logical_axes
+
+    pcfg = C.ParallelConfig(data=4, fsdp=2)
+    run = build_sharded_training(CFG, pcfg, make_optimizer(C.OptimConfig(), 1e-3), None,
+                                 init_params_fn=lambda rng: init_reward_params(CFG, rng),
+                                 param_logical_axes=reward_logical_axes(CFG))
+    state = run.init_fn(jax.random.key(0))
+    assert state.params["reward_head"]["kernel"].sharding.spec == P("fsdp", None)
+    assert "lm_head" not in state.params
+
+
+@pytest.mark.parametrize("sp,want", [(True, P(("data", "fsdp"), "tensor", None)), (False, P(("data", "fsdp")))])
+def test_sequence_parallel_shards_length_between_blocks(sp, want):
+    from nemotron_jax.parallel.axes import ACT_EMBED, BATCH, LENGTH, shard
+    from nemotron_jax.parallel.mesh import make_mesh
+    from nemotron_jax.parallel.training import activate
+
+    pcfg = C.ParallelConfig(data=2, tensor=4, sequence_parallel=sp)
+    mesh = make_mesh(pcfg)
+    with activate(mesh, pcfg):
+        y = jax.jit(lambda x: shard(x * 2, (BATCH, LENGTH, ACT_EMBED)))(jnp.ones((4, 8, 16)))
+    assert y.sharding.is_equivalent_to(jax.sharding.NamedSharding(mesh, want), 3), y.sharding

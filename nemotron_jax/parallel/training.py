@@ -129,10 +129,13 @@ def opt_state_specs(opt_shapes: Any, params_shapes: Params, pspecs: Params, size
 
 
 def state_specs(cfg: ModelConfig, pcfg: ParallelConfig, optimizer: optax.GradientTransformation,
-                sizes: dict[str, int]) -> TrainState:
-    """A TrainState-shaped tree of PartitionSpecs (no allocation)."""
-    abstract = jax.eval_shape(lambda: TrainState.create(init_params(cfg, jax.random.key(0)), optimizer))
-    pspecs = param_specs(cfg, pcfg)
+                sizes: dict[str, int], *, init_params_fn: Optional[Callable] = None,
+                param_logical_axes: Optional[Params] = None) -> TrainState:
+    """A TrainState-shaped tree of PartitionSpecs (no allocation); defaults to the LM's parameter tree."""
+    init_params_fn = init_params_fn or (lambda rng: init_params(cfg, rng))
+    abstract = jax.eval_shape(lambda: TrainState.create(init_params_fn(jax.random.key(0)), optimizer))
+    pspecs = (param_specs(cfg, pcfg) if param_logical_axes is None
+              else mesh_specs(param_logical_axes, rules_for(pcfg.sequence_parallel)))
     ospecs = opt_state_specs(abstract.opt_state, abstract.params, pspecs, sizes, pcfg.shard_optimizer)
     scalar = PartitionSpec()
     return TrainState(step=scalar, params=pspecs, opt_state=ospecs, nonfinite_in_a_row=scalar,
@@ -160,6 +163,8 @@ class ShardedTraining:
     state_shardings: TrainState
     axis_sizes: dict[str, int]
     parallel: ParallelConfig
+    init_jit: Any  # the raw jitted functions, for AOT `.lower(...)` inside `activate()` (HLO dumps, benchmarks)
+    step_jit: Any
 
     def activate(self) -> contextlib.AbstractContextManager:
         """Mesh + rules in scope, for tracing extra sharded functions (eval steps, restores)."""
@@ -173,23 +178,27 @@ class ShardedTraining:
 def build_sharded_training(cfg: ModelConfig, pcfg: ParallelConfig, optimizer: optax.GradientTransformation,
                            loss_fn: LossFn, *, devices: Optional[Sequence[jax.Device]] = None,
                            batch: Optional[int] = None, seq_len: Optional[int] = None,
-                           batch_axis: int = 1) -> ShardedTraining:
+                           batch_axis: int = 1, init_params_fn: Optional[Callable] = None,
+                           param_logical_axes: Optional[Params] = None) -> ShardedTraining:
     """Validate, build the mesh, and jit init and the train step with their shardings.
 
     `loss_fn(params, microbatch)` must call the model through `make_forward(cfg, pcfg)` when pipeline > 1.
-    `batch` / `seq_len` (rows and tokens per accumulation microbatch) are checked when given.
+    `batch` / `seq_len` (rows and tokens per accumulation microbatch) are checked when given. Trees other than
+    the LM's (e.g. the reward model) pass `init_params_fn(rng)` and their `param_logical_axes`.
     """
     devices = list(jax.devices() if devices is None else devices)
     sizes = validate(cfg, pcfg, num_devices=len(devices), batch=batch, seq_len=seq_len)
     mesh = make_mesh(pcfg, devices)
-    specs = state_specs(cfg, pcfg, optimizer, sizes)
+    init_params_fn = init_params_fn or (lambda rng: init_params(cfg, rng))
+    specs = state_specs(cfg, pcfg, optimizer, sizes, init_params_fn=init_params_fn,
+                        param_logical_axes=param_logical_axes)
     shardings = jax.tree.map(lambda s: NamedSharding(mesh, s), specs,
                              is_leaf=lambda x: isinstance(x, PartitionSpec))
     batch_sh = NamedSharding(mesh, batch_spec(batch_axis))
     replicated = NamedSharding(mesh, PartitionSpec())
 
     def init(rng: jax.Array) -> TrainState:
-        return TrainState.create(init_params(cfg, rng), optimizer)
+        return TrainState.create(init_params_fn(rng), optimizer)
 
     init_jit = jax.jit(init, out_shardings=shardings)
     step_jit = jax.jit(make_train_step(loss_fn, optimizer), in_shardings=(shardings, batch_sh),
@@ -204,4 +213,5 @@ def build_sharded_training(cfg: ModelConfig, pcfg: ParallelConfig, optimizer: op
             return step_jit(state, batch_)
 
     return ShardedTraining(mesh=mesh, init_fn=init_fn, step_fn=step_fn, batch_sharding=batch_sh,
-                           state_shardings=shardings, axis_sizes=sizes, parallel=pcfg)
+                           state_shardings=shardings, axis_sizes=sizes, parallel=pcfg, init_jit=init_jit,
+                           step_jit=step_jit)
