@@ -72,6 +72,9 @@ def test_parquet_rows_across_row_groups_and_null_rows(tmp_path):
     assert e.value.where == f"{p}:row 7"
     with pytest.raises(ValueError, match="no column 'text'"):
         ParquetSource(p)
+    tiny_cache = ParquetSource(p, text_field="content", cache_bytes=1)  # evicts all but the newest row group
+    assert [tiny_cache[i] for i in (9, 0, 5, 1)] == ["doc 9", "doc 0", "doc 5", "doc 1"]
+    assert len(tiny_cache._cache) == 1
 
 
 def test_text_one_document_per_file(tmp_path):

@@ -225,9 +225,14 @@ class TextFileSource:
 
 
 class ParquetSource:
-    """Parquet files; the document is the `text_field` column. Reads decode one row group (cached per process)."""
+    """Parquet files; the document is the `text_field` column.
 
-    def __init__(self, path: str, *, text_field: str = "text", name: str = "", cache_row_groups: int = 4):
+    A read decodes its whole row group, so decoded groups stay in a per-process LRU cache of `cache_bytes`: a
+    shuffled pass over a corpus that fits the cache decodes each group once; far larger parquet corpora are better
+    converted to JSONL (an indexed line read per document).
+    """
+
+    def __init__(self, path: str, *, text_field: str = "text", name: str = "", cache_bytes: int = 1 << 30):
         import pyarrow.parquet as pq
 
         self.paths = expand_paths(path, PARQUET_SUFFIXES)
@@ -247,23 +252,28 @@ class ParquetSource:
                 first += n
         self._groups = groups
         self._ends = np.cumsum(np.array(sizes, np.int64)) if sizes else np.zeros(0, np.int64)
-        self._cache_size = cache_row_groups
-        self._cache: OrderedDict = OrderedDict()
+        self._cache_limit = cache_bytes
+        self._cache: OrderedDict = OrderedDict()  # row group -> (decoded column, approximate bytes)
+        self._cached_bytes = 0
 
     def __len__(self) -> int:
         return int(self._ends[-1]) if len(self._ends) else 0
 
     def _column(self, g: int) -> list:
+        """The decoded text column of row group g; an LRU cache bounded in bytes keeps shuffled reads cheap."""
         if g in self._cache:
             self._cache.move_to_end(g)
-            return self._cache[g]
+            return self._cache[g][0]
         import pyarrow.parquet as pq
 
         fi, rg, _ = self._groups[g]
-        col = pq.ParquetFile(self.paths[fi]).read_row_group(rg, columns=[self.text_field]).column(0).to_pylist()
-        self._cache[g] = col
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        col = pq.ParquetFile(self.paths[fi]).read_row_group(rg, columns=[self.text_field]).column(0)
+        size = col.nbytes + 64 * len(col)  # Python str objects add ~50-80 bytes each
+        col = col.to_pylist()
+        self._cache[g] = (col, size)
+        self._cached_bytes += size
+        while self._cached_bytes > self._cache_limit and len(self._cache) > 1:
+            self._cached_bytes -= self._cache.popitem(last=False)[1][1]
         return col
 
     def __getitem__(self, i: int) -> str:
@@ -277,7 +287,7 @@ class ParquetSource:
         return value
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_cache": OrderedDict()}
+        return {**self.__dict__, "_cache": OrderedDict(), "_cached_bytes": 0}
 
     def __repr__(self) -> str:
         return f"ParquetSource({self.name!r}, {len(self)} rows, field={self.text_field!r})"
