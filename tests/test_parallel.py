@@ -1,11 +1,9 @@
 """Sharded training == single-device training for every layout the issue lists, on 8 fake CPU devices."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from jax.sharding import PartitionSpec as P
 
 from nemotron_jax import config as C
 from nemotron_jax.losses.common import masked_nll
@@ -87,6 +85,11 @@ LAYOUTS = {
 }
 
 SGD_LR = 0.5  # SGD: the update is -lr * grad, so equal parameters after a step mean equal gradients
+ADAMW_LAYOUT = "data2_tensor2_pipe2"  # runs 3 AdamW steps with the distributed optimizer instead
+
+
+def adamw():
+    return make_optimizer(C.OptimConfig(lr=1e-2, weight_decay=0.1, clip_norm=1.0), 1e-2)
 
 
 @pytest.fixture(scope="module")
@@ -94,17 +97,17 @@ def sgd_reference():
     return reference_run(optax.sgd(SGD_LR), 1)
 
 
-@pytest.mark.parametrize("name", list(LAYOUTS))
+@pytest.mark.parametrize("name", [n for n in LAYOUTS if n != ADAMW_LAYOUT])
 def test_loss_and_gradients_match_single_device(name, sgd_reference):
     _, state, metrics = sharded_run(LAYOUTS[name], optax.sgd(SGD_LR), 1)
     assert_same(state, metrics, *sgd_reference)
 
 
 def test_adamw_steps_with_distributed_optimizer_match_single_device():
-    opt = make_optimizer(C.OptimConfig(lr=1e-2, weight_decay=0.1, clip_norm=1.0), 1e-2)
-    ref_state, ref_metrics = reference_run(opt, 3)
-    pcfg = C.ParallelConfig(data=2, tensor=2, pipeline=2, microbatches=2, shard_optimizer=True)
-    run, state, metrics = sharded_run(pcfg, opt, 3)
+    ref_state, ref_metrics = reference_run(adamw(), 3)
+    pcfg = LAYOUTS[ADAMW_LAYOUT]
+    assert pcfg.shard_optimizer
+    _, state, metrics = sharded_run(pcfg, adamw(), 3)
     assert_same(state, metrics, ref_state, ref_metrics, rtol=1e-4, atol=1e-5)
     mu = state.opt_state[1][0].mu["lm_head"]["kernel"]
     assert "data" in jax.tree.leaves(tuple(mu.sharding.spec))  # the moments really are split over data
