@@ -351,3 +351,17 @@ def test_toyworld_prompts_and_judge_rank_the_oracle_first() -> None:
         pair, = Pairs().process(judged, ctx)
         assert pair["chosen"] == good and pair["judge"] == "judge_toyworld"
         assert pair["instruction_ids"] == r["instruction_ids"]
+
+
+def test_dialogue_rm_score_and_threshold() -> None:
+    from nemotron_jax.sdg.judges import RMScore
+
+    rm = lambda kind, p: {"reward": float(len(p["messages"])), "attributes": {}}  # noqa: E731
+    ctx = ctx_with(lambda kind, p: {"texts": ["Thanks! And then?" if "role-playing" in last_user(p) else "ok"]},
+                   reward=rm)
+    dia = Dialogue(turns=2).process({"id": "d", "prompt": "Hi", "provenance": []}, ctx)[0]
+    scored_ = RMScore().process(dia, ctx)[0]
+    assert scored_["reward"] == 4.0 and scored_["provenance"][-1]["judge"] == "rm_score"
+    assert RewardFilter(field="reward", min_reward=5.0).process(scored_, ctx) == []
+    with pytest.raises(ValueError, match="assistant"):
+        RMScore().process({"id": "x", "messages": [{"role": "user", "content": "q"}]}, ctx)

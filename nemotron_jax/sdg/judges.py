@@ -190,3 +190,23 @@ class ToyWorldJudge(Judge):
         verdicts = [ToyWorld.judge(item, r["text"]) for r in item["responses"]]
         extra = [{"correct": v["correct"], "followed": v["followed"], "coherent": v["coherent"]} for v in verdicts]
         return self.scored(item, [v["reward"] for v in verdicts], extra)
+
+
+@register
+@dataclasses.dataclass
+class RMScore(Stage):
+    """Reward of a whole conversation that ends in an assistant turn (e.g. a dialogue) -> `reward`; drop those
+    under the threshold with a following `filter_reward` stage (field "reward"), as the paper does for dialogues."""
+
+    type: ClassVar[str] = "rm_score"
+    model: str = "reward"
+    weights: Optional[dict | str] = None
+
+    def process(self, item: Item, ctx: Context) -> list[Item]:
+        msgs = item["messages"]
+        if not msgs or msgs[-1]["role"] != "assistant":
+            raise ValueError(f"item {item['id']}: rm_score needs messages ending in an assistant turn")
+        reward, attrs = ctx.model(self.model).reward(list(msgs))
+        score = RMJudge(weights=self.weights).aggregate(reward, attrs)
+        return [annotate(item, self.name, {"reward": score, **({"attributes": attrs} if attrs else {})},
+                         model=self.model, judge=self.type)]
