@@ -17,6 +17,8 @@ import tempfile
 import time
 
 import grain
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from nemotron_jax.config import TextData, TextSource
 from nemotron_jax.data.packing import PackedDataset, lm_example
@@ -96,6 +98,12 @@ def main() -> None:
         make_lm_iterator(jsonl, tok, batch_size=args.batch, seq_len=args.seq_len).close()
         print(f"  JSONL: indexing {len(all_docs)} lines took {time.perf_counter() - t0:.2f} s")
         print(f"  JSONL files, 1 prefetch thread: {_pipeline_rate(jsonl, tok, args):,.0f} tokens/s")
+        for s, docs in corpora.items():  # the same corpus as parquet, 1000-row groups (read shuffled)
+            pq.write_table(pa.table({"text": docs}), os.path.join(tmp, f"{s}.parquet"), row_group_size=1000)
+        parquet = TextData(sources=tuple(TextSource(os.path.join(tmp, f"{s}.parquet"), name=s, weight=w)
+                                         for s, w in WEIGHTS.items()))
+        print(f"  parquet files (1000-row groups), prefetch thread: {_pipeline_rate(parquet, tok, args):,.0f} "
+              f"tokens/s")
         print(f"  JSONL files, 2 grain workers: {_pipeline_rate(jsonl.replace(worker_count=2), tok, args):,.0f} "
               f"tokens/s")
 
