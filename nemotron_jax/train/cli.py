@@ -2,6 +2,7 @@
 
     nemotron-jax train experiments/toy/pretrain.py steps=50 optim.lr=3e-3 batch.ramp=None run_dir=/tmp/x
 
+An experiment file may define `prepare(config)`, called before training (e.g. to train its tokenizer).
 Values are converted to the type of the field they replace (int, float, bool, str, None, or a Python literal for
 tuples); an unknown key fails with the keys that exist at that level.
 """
@@ -19,8 +20,8 @@ from typing import Any, Optional, Sequence
 from nemotron_jax.config import ConfigError
 
 
-def load_experiment_file(path: str | Path) -> Any:
-    """The `CONFIG` object of an experiment file (imported as a module; its `__main__` block does not run)."""
+def load_experiment_module(path: str | Path) -> Any:
+    """An experiment file imported as a module (its `__main__` block does not run); it must define CONFIG."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: no such experiment file")
@@ -29,7 +30,12 @@ def load_experiment_file(path: str | Path) -> Any:
     spec.loader.exec_module(module)
     if not hasattr(module, "CONFIG"):
         raise ConfigError(f"{path} defines no CONFIG (an Experiment built at module level)")
-    return module.CONFIG
+    return module
+
+
+def load_experiment_file(path: str | Path) -> Any:
+    """The `CONFIG` object of an experiment file."""
+    return load_experiment_module(path).CONFIG
 
 
 def _convert(text: str, current: Any, hint: Any, key: str) -> Any:
@@ -88,12 +94,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(__doc__)
         return 0
     try:
-        exp = apply_overrides(load_experiment_file(argv[0]), argv[1:])
+        module = load_experiment_module(argv[0])
+        exp = apply_overrides(module.CONFIG, argv[1:])
     except ConfigError as e:
         print(f"nemotron-jax train: {e}", file=sys.stderr)
         return 2
     from nemotron_jax.train.loop import run
 
+    if hasattr(module, "prepare"):  # an experiment's one-off set-up, e.g. training its tokenizer
+        module.prepare(exp)
     result = run(exp)
     print(f"{exp.name}: {result.status} at step {result.step} ({result.consumed_samples} samples); "
           f"outputs in {result.run_dir}")

@@ -31,7 +31,7 @@ import numpy as np
 
 from nemotron_jax.checkpoint.manager import Checkpointer, PreemptionFlag, load_params
 from nemotron_jax.config import ConfigError, Experiment
-from nemotron_jax.train.metrics import MetricsLogger
+from nemotron_jax.train.metrics import MetricsLogger, plot_loss
 from nemotron_jax.train.optim import make_optimizer
 from nemotron_jax.train.ramp import BatchRamp, make_ramp
 from nemotron_jax.train.runtime import Runtime, make_runtime
@@ -142,9 +142,9 @@ def run(exp: Experiment, *, task: Optional[Task] = None, stop_after: Optional[in
                 step, consumed = step + 1, consumed + accum * ramp.rows
                 updates = step - int(state.nonfinite_total)
                 extra = {"lr": float(schedule(max(updates - 1, 0))), "accum": accum, "consumed_samples": consumed}
-                record = {"step": step, **{k: float(v) for k, v in metrics.items()}, **extra}
+                record = logger.record(step, metrics, batch_size=accum * ramp.rows, step_time_s=dt, extra=extra)
                 if step % exp.logging.every == 0 or step == total:
-                    record = logger.log(step, metrics, batch_size=accum * ramp.rows, step_time_s=dt, extra=extra)
+                    logger.write(record)
                 logger.advance(step, record)
                 records.append(record)
                 if on_step:
@@ -163,6 +163,9 @@ def run(exp: Experiment, *, task: Optional[Task] = None, stop_after: Optional[in
     finally:
         ckpt.close()  # waits for pending async saves
         logger.close()
+    jsonl = run_dir / "metrics.jsonl"
+    if jax.process_index() == 0 and exp.logging.jsonl and jsonl.exists():
+        plot_loss(jsonl, run_dir / "loss_curve.png", title=exp.name)
     return RunResult(state, step, consumed, status, run_dir, records, runtime)
 
 

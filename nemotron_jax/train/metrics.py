@@ -47,7 +47,12 @@ class MetricsLogger:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if cfg.jsonl:
-            self._jsonl = open(self.out_dir / "metrics.jsonl", "a")
+            path = self.out_dir / "metrics.jsonl"
+            if path.exists():  # a resumed run: drop records past the checkpoint it resumed from
+                kept = [line for line in path.read_text().splitlines()
+                        if line.strip() and json.loads(line)["step"] <= start_step]
+                path.write_text("".join(line + "\n" for line in kept))
+            self._jsonl = open(path, "a")
         if cfg.tensorboard:
             from tensorboardX import SummaryWriter
 
@@ -65,12 +70,17 @@ class MetricsLogger:
                                    num_devices=self.num_devices, peak_flops=self.peak)
         return out
 
-    def log(self, step: int, metrics: dict[str, Any], *, batch_size: int, step_time_s: float,
-            extra: Optional[dict[str, Any]] = None) -> dict[str, float]:
-        """Record one step's metrics (device scalars are fetched here); returns the flat record."""
+    def record(self, step: int, metrics: dict[str, Any], *, batch_size: int, step_time_s: float,
+               extra: Optional[dict[str, Any]] = None) -> dict[str, float]:
+        """One step's flat record: the step's metrics (fetched from the device), `extra`, throughput and MFU."""
         record = {"step": int(step), **{k: _scalar(v) for k, v in metrics.items()}, **(extra or {}),
                   "batch_size": int(batch_size), "step_time_s": float(step_time_s)}
         record.update(self.derived(batch_size=batch_size, step_time_s=step_time_s))
+        return record
+
+    def write(self, record: dict[str, float]) -> None:
+        """Append a record to the JSONL file and TensorBoard."""
+        step = record["step"]
         if self._jsonl:
             self._jsonl.write(json.dumps(record) + "\n")
             self._jsonl.flush()
@@ -78,7 +88,6 @@ class MetricsLogger:
             for k, v in record.items():
                 if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
                     self._tb.add_scalar(f"train/{k}", v, step)
-        return record
 
     def advance(self, step: int, record: Optional[dict[str, float]] = None) -> None:
         """Move the progress bar to `step`, showing the newest loss and throughput."""
@@ -101,3 +110,24 @@ class MetricsLogger:
 def read_jsonl(path: str | Path) -> list[dict]:
     """The records of a metrics.jsonl file."""
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def plot_loss(jsonl: str | Path, png: str | Path, *, title: str = "") -> Path:
+    """Training loss against step (and against tokens seen on a second axis) from a metrics.jsonl, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [r for r in read_jsonl(jsonl) if "loss" in r]
+    steps = [r["step"] for r in records]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, [r["loss"] for r in records], lw=1.5)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss (nats / token)")
+    ax.set_title(title or Path(jsonl).parent.name)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+    return Path(png)
