@@ -191,6 +191,21 @@ def test_malformed_records_stop_the_run_in_raise_mode(tok, tmp_path):
         _take(make_lm_iterator(data, tok, batch_size=1, seq_len=16), 50)
 
 
+def test_finite_pass_with_padded_final_batch_sees_every_token(tok):
+    docs = CORPORA["code"][:10]
+    data = TextData(sources=(TextSource("c", name="c"),), num_epochs=1, shuffle=False)
+    srcs = {"c": (MemorySource(docs), 1.0)}
+    expected = sum(len(tok.encode(d)) + 1 for d in docs)  # [bos] + ids + [eos] gives len(ids) + 1 targets
+    padded = list(make_lm_iterator(data, tok, batch_size=4, seq_len=16, sources=srcs, pad_final_batch=True))
+    assert all(b["inputs"].shape == (4, 16) for b in padded)
+    assert sum(b["loss_mask"].sum() for b in padded) == expected
+    assert sum(int((b["targets"] == tok.eos_id).sum()) for b in padded) == 10
+    last = padded[-1]
+    assert np.all(last["loss_mask"][last["segment_ids"] == 0] == 0)
+    dropped = list(make_lm_iterator(data, tok, batch_size=4, seq_len=16, sources=srcs))
+    assert len(dropped) == len(padded) - 1 or expected % (4 * 16) == 0
+
+
 def test_python_source_from_config(tok, tmp_path, monkeypatch):
     (tmp_path / "toy_corpus.py").write_text(
         "def english(n):\n    return ['abc def ' * (i + 1) for i in range(n)]\n")

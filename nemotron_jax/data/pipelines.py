@@ -151,8 +151,12 @@ def packed_rows(docs: grain.MapDataset, tokenizer: Tokenizer, data: TextData, *,
 
 def lm_dataset(data: TextData, tokenizer: Tokenizer, *, batch_size: int, seq_len: int, seed: int,
                shard_index: int = 0, shard_count: int = 1,
-               sources: Optional[Mapping[str, tuple[Any, float]]] = None) -> grain.IterDataset:
+               sources: Optional[Mapping[str, tuple[Any, float]]] = None,
+               pad_final_batch: bool = False) -> grain.IterDataset:
     """The whole pipeline as a grain IterDataset of `[batch_size, seq_len]` LM batches (see the module docstring).
+
+    A finite stream (`num_epochs`) drops its last partial batch, or with `pad_final_batch` fills it up with empty
+    rows (segment 0, loss_mask 0) so an evaluation pass sees every token without a new batch shape.
 
     `sources` (name -> (document source, weight)) replaces the sources `data` names, e.g. in-memory corpora.
     """
@@ -166,7 +170,9 @@ def lm_dataset(data: TextData, tokenizer: Tokenizer, *, batch_size: int, seq_len
         rows[name] = packed_rows(docs, tokenizer, data, seq_len=seq_len, name=name)
     weights = {name: float(w) for name, (_, w) in sources.items()}
     mixed = grain.IterDataset.mix(rows, weights) if len(rows) > 1 else next(iter(rows.values()))
-    batches = mixed.batch(batch_size, drop_remainder=True)
+    batches = mixed.batch(batch_size, drop_remainder=not pad_final_batch)
+    if pad_final_batch:
+        batches = batches.map(_PadBatch(batch_size, tokenizer.pad_id))
     if data.worker_count > 0:
         _allow_grain_workers()
         batches = batches.mp_prefetch(grain.MultiprocessingOptions(num_workers=data.worker_count))
@@ -184,6 +190,21 @@ def _allow_grain_workers() -> None:
 
     if not flags.FLAGS.is_parsed():
         flags.FLAGS.mark_as_parsed()
+
+
+@dataclasses.dataclass(frozen=True)
+class _PadBatch:
+    """Fills a short final batch up to `rows` with empty rows (pad tokens, segment 0, loss_mask 0)."""
+
+    rows: int
+    pad_id: int
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        short = self.rows - len(batch["inputs"])
+        if short == 0:
+            return batch
+        fill = {k: 0 for k in batch} | {"inputs": self.pad_id, "targets": self.pad_id}
+        return {k: np.concatenate([v, np.full((short,) + v.shape[1:], fill[k], v.dtype)]) for k, v in batch.items()}
 
 
 # ---- the iterator the loop holds --------------------------------------------------------------------------------
@@ -276,11 +297,13 @@ def _identity(data: TextData, tokenizer: Tokenizer, names: list[str], **kw: Any)
 def make_lm_iterator(data: TextData, tokenizer: Tokenizer, *, batch_size: int, seq_len: int,
                      seed: Optional[int] = None, shard_index: int = 0, shard_count: int = 1,
                      start_state: Optional[dict[str, Any]] = None,
-                     sources: Optional[Mapping[str, tuple[Any, float]]] = None) -> LMIterator:
+                     sources: Optional[Mapping[str, tuple[Any, float]]] = None,
+                     pad_final_batch: bool = False) -> LMIterator:
     """The loop's data: `batch_size` rows (this process's share) of `seq_len` tokens per `next()`.
 
     `seed` defaults to `data.seed`; shard k of n reads documents k, k+n, ... of each source (use the process index
-    and count); `start_state` is a `get_state()` snapshot saved with a checkpoint.
+    and count); `start_state` is a `get_state()` snapshot saved with a checkpoint; `sources` (name -> (document
+    source, weight)) replaces the sources `data` names; `pad_final_batch`: see `lm_dataset` (evaluation passes).
     """
     if not 0 <= shard_index < shard_count:
         raise ConfigError(f"shard_index={shard_index} must be in [0, shard_count={shard_count})")
@@ -290,7 +313,7 @@ def make_lm_iterator(data: TextData, tokenizer: Tokenizer, *, batch_size: int, s
     if sources is None:
         sources = {s.label: (open_text_source(s), s.weight) for s in data.sources}
     ds = lm_dataset(data, tokenizer, batch_size=batch_size, seq_len=seq_len, seed=seed, shard_index=shard_index,
-                    shard_count=shard_count, sources=sources)
+                    shard_count=shard_count, sources=sources, pad_final_batch=pad_final_batch)
     ident = _identity(data, tokenizer, list(sources), batch_size=batch_size, seq_len=seq_len, seed=seed,
                       shard_index=shard_index, shard_count=shard_count)
     ident["weights"] = [float(w) for _, w in sources.values()]
