@@ -5,7 +5,8 @@ Per source s (each a random-access document source, data/sources.py):
     documents = source.shuffle(seed_s).repeat(num_epochs)[shard_index::shard_count]   # global shuffle, by index
     examples  = documents.map(read -> tokenize -> [bos] + ids + [eos] -> lm_example)  # shift inside the document
     rows_s    = pack(drop_and_count_bad_records(examples), seq_len)                  # data/packing.py
-batches = mix({s: rows_s}, weights).batch(batch_size)   # weights share out *tokens*: every row holds seq_len
+
+    batches   = mix({s: rows_s}, weights).batch(batch_size)  # weights share out *tokens*: a row holds seq_len
 
 Properties the tests pin down: the same seed gives the same batches; shard k of n sees documents k, k+n, ... of
 every source's global order (shards are disjoint and together complete); the iterator state is a small JSON-able
