@@ -20,6 +20,10 @@ is earlier exactly when M >= P (checked by `validate`). Bubble: each stage idles
 iterations, (P − 1) / (V·M + P − 1). Idle stages compute on stale data whose results are never read, so they add
 no gradient. Autodiff of the scan is GPipe-like: each iteration keeps only its stage input (the chunk is
 rematerialised in the backward pass), V·M + P − 1 microbatch activations per device, plus the [M, ...] buffer.
+
+Parameters stay stored in model order [L, ...] (checkpoints and converters never see the pipeline), sharded over
+`pipeline` in contiguous blocks. With V = 1 a block is exactly one stage's layers and nothing moves; with V > 1
+`to_stages` costs one collective permute of each device's layer parameters per step (and of the gradients back).
 """
 
 from __future__ import annotations
