@@ -200,6 +200,7 @@ class ResponseCache:
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=60.0)
             conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process, skips per-put fsync
             self._local.conn = conn
         return conn
 
