@@ -54,6 +54,11 @@ def accumulate_gradients(params: Params, batch: Any, loss_fn: LossFn) -> tuple[P
     return g_sum, l_sum, a_sum
 
 
+def global_norm(tree: Any) -> Float[Array, ""]:
+    """sqrt of the sum of squares over every leaf, in fp32."""
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
+
+
 def _safe_divisor(count: Float[Array, ""]) -> Float[Array, ""]:
     # An all-masked step (count 0) has zero sums; dividing by 1 keeps it finite instead of 0/0.
     return jnp.where(count > 0, count, 1.0)
@@ -67,7 +72,7 @@ def train_step(state: TrainState, batch: Any, *, loss_fn: LossFn,
     div = _safe_divisor(count)
     grads = jax.tree.map(lambda g: g / div, g_sum)
     loss = l_sum / div
-    grad_norm = optax.global_norm(grads)
+    grad_norm = global_norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
 
     updates, new_opt = optimizer.update(grads, state.opt_state, state.params)
