@@ -225,3 +225,25 @@ def test_buckets_and_find_stop():
     assert [bucket(n, 1) for n in (1, 2, 3, 5, 8, 9)] == [1, 2, 4, 8, 8, 16]
     assert bucket(3, 16) == 16 and bucket(40, 16, 48) == 48 and bucket(60, 16, 48) == 60
     assert find_stop("abcXYdefX", ["X", "de"]) == 3 and find_stop("abc", ["z"]) == -1
+
+
+def test_sharded_tensor_and_data_equals_single_device(params):
+    """data=2 x tensor=2 on fake CPU devices: same greedy tokens and log-probs as one device; the cache is sharded."""
+    from nemotron_jax.config import ParallelConfig
+    from nemotron_jax.parallel.mesh import make_mesh
+
+    pcfg = ParallelConfig(data=2, tensor=2)
+    mesh = make_mesh(pcfg, jax.devices()[:4])
+    sharded = Sampler(params, CFG, chunk=4, mesh=mesh, parallel=pcfg)
+    assert sharded.params["layers"]["attn"]["wk"].sharding.spec[2] == "tensor"  # [L, D, K, H]: kv heads split
+    sp = SamplingParams(max_new_tokens=NEW, temperature=0.0, ignore_eos=True, logprobs=0)
+    got = sharded.generate(PROMPTS, sp)
+    want = Sampler(params, CFG, chunk=4).generate(PROMPTS, sp)
+    for (g,), (w,) in zip(got, want):
+        assert g.token_ids == w.token_ids
+        np.testing.assert_allclose(g.logprobs, w.logprobs, atol=1e-5)
+    state, _, _ = sharded._start(sharded.rows_for(PROMPTS[:1], sp))
+    spec = state["cache"]["k"].sharding.spec  # [L, B, S, K, H]
+    assert "data" in np.atleast_1d(spec[1]) and spec[3] == "tensor"
+    with pytest.raises(ValueError, match="pipeline"):
+        Sampler(params, CFG, mesh=make_mesh(ParallelConfig(data=2, pipeline=2), jax.devices()[:4]))

@@ -17,19 +17,22 @@ raw logits, before temperature/top-k/top-p), as OpenAI-compatible servers report
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol, Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from nemotron_jax.config import ModelConfig
-from nemotron_jax.model import forward_cached, init_cache
+from nemotron_jax.config import ModelConfig, ParallelConfig
+from nemotron_jax.model import forward_cached, init_cache, logical_axes
+from nemotron_jax.parallel.axes import ACT_KV_HEADS, BATCH, CACHE_LENGTH, shard
 
 Params = dict[str, Any]
 MAX_STOP_IDS = 4  # per-row stop token ids (eos + up to 3 more), a fixed shape so it never forces a recompile
@@ -171,10 +174,31 @@ def _select_and_record(state: dict, logits: Float[Array, "B V"], step: Array, k:
     return out
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "budget", "k"))
+def _sharded(rules: Optional[tuple]):
+    """Logical-axis rules in scope while tracing (static, so sharded and plain programs never share a cache)."""
+    return nn.logical_axis_rules(rules) if rules is not None else contextlib.nullcontext()
+
+
+def _shard_state(state: dict) -> dict:
+    """Rows over the batch axes, the KV cache's kv heads over tensor (a no-op without rules in scope)."""
+    out = {key: shard(v, (BATCH,) + (None,) * (v.ndim - 1)) if key not in ("cache", "step", "prompt_slots")
+           else v for key, v in state.items()}
+    kv = (None, BATCH, CACHE_LENGTH, ACT_KV_HEADS, None)
+    out["cache"] = {"k": shard(state["cache"]["k"], kv), "v": shard(state["cache"]["v"], kv),
+                    "slot_positions": shard(state["cache"]["slot_positions"], (BATCH, CACHE_LENGTH))}
+    return out
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "budget", "k", "rules"))
 def prefill(params: Params, cfg: ModelConfig, prompts: Int[Array, "B P"], lengths: Int[Array, "B"], row: dict,
-            budget: int, k: int) -> dict:
+            budget: int, k: int, rules: Optional[tuple] = None) -> dict:
     """Run the prompts through the model into a fresh cache and sample each row's first token."""
+    with _sharded(rules):
+        return _prefill(params, cfg, prompts, lengths, row, budget, k)
+
+
+def _prefill(params: Params, cfg: ModelConfig, prompts: Array, lengths: Array, row: dict, budget: int,
+             k: int) -> dict:
     b, p = prompts.shape
     idx = jnp.arange(p, dtype=jnp.int32)[None, :]
     positions = jnp.where(idx < lengths[:, None], idx, -1)
@@ -188,12 +212,18 @@ def prefill(params: Params, cfg: ModelConfig, prompts: Int[Array, "B P"], length
     if k:
         state["top_ids"] = jnp.zeros((b, budget, k), jnp.int32)
         state["top_logps"] = jnp.zeros((b, budget, k), jnp.float32)
-    return _select_and_record(state, last, jnp.int32(0), k)
+    return _shard_state(_select_and_record(_shard_state(state), last, jnp.int32(0), k))
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "chunk", "k"), donate_argnames=("state",))
-def decode_chunk(params: Params, cfg: ModelConfig, state: dict, chunk: int, k: int) -> dict:
+@functools.partial(jax.jit, static_argnames=("cfg", "chunk", "k", "rules"), donate_argnames=("state",))
+def decode_chunk(params: Params, cfg: ModelConfig, state: dict, chunk: int, k: int,
+                 rules: Optional[tuple] = None) -> dict:
     """Up to `chunk` lock-step decode steps (fewer if every row finishes or the budget runs out)."""
+    with _sharded(rules):
+        return _decode_chunk(params, cfg, state, chunk, k)
+
+
+def _decode_chunk(params: Params, cfg: ModelConfig, state: dict, chunk: int, k: int) -> dict:
     budget = state["tokens"].shape[1]
     stop_at = jnp.minimum(state["step"] + chunk, budget)
 
@@ -207,9 +237,9 @@ def decode_chunk(params: Params, cfg: ModelConfig, state: dict, chunk: int, k: i
         write = jnp.broadcast_to(s["prompt_slots"] + i - 1, s["lengths"].shape)
         logits, cache = forward_cached(params, s["last"][:, None], cfg, s["cache"], positions=positions,
                                        write_index=write)
-        return _select_and_record({**s, "cache": cache}, logits[:, 0], i, k)
+        return _shard_state(_select_and_record({**s, "cache": cache}, logits[:, 0], i, k))
 
-    return jax.lax.while_loop(running, step, state)
+    return jax.lax.while_loop(running, step, _shard_state(state))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -323,12 +353,45 @@ class _RowTracker:
 
 
 class Sampler:
-    """Generates completions for batches of token-id prompts with one model (optionally sharded by `mesh`)."""
+    """Generates completions for batches of token-id prompts with one model.
+
+    With `mesh` (from `parallel.mesh.make_mesh`) and its `parallel` config, parameters are placed by the RULES
+    table (tensor parallel: heads / kv heads / mlp / vocab over `tensor`), rows are split over `data` (x `fsdp`)
+    and the KV cache's kv-head axis over `tensor`; XLA inserts the collectives. Pipeline parallelism is a
+    training layout and is refused here (serve a pipeline-trained model with tensor x data instead).
+    """
 
     def __init__(self, params: Params, cfg: ModelConfig, *, tokenizer: Optional[Tokenizer] = None,
-                 chunk: int = 32, min_prompt_bucket: int = 16, min_budget_bucket: int = 16, mesh: Any = None):
-        self.params, self.cfg, self.tokenizer, self.mesh = params, cfg, tokenizer, mesh
+                 chunk: int = 32, min_prompt_bucket: int = 16, min_budget_bucket: int = 16, mesh: Any = None,
+                 parallel: Optional[ParallelConfig] = None):
+        self.cfg, self.tokenizer, self.mesh = cfg, tokenizer, mesh
         self.chunk, self.min_prompt_bucket, self.min_budget_bucket = chunk, min_prompt_bucket, min_budget_bucket
+        self.rules, self.min_batch = None, 1
+        if mesh is not None:
+            params = self._place(params, mesh, parallel)
+        self.params = params
+
+    def _place(self, params: Params, mesh: Any, parallel: Optional[ParallelConfig]) -> Params:
+        """Check the layout, then put every parameter on the mesh as RULES say."""
+        from jax.sharding import NamedSharding
+
+        from nemotron_jax.parallel.axes import FSDP, DATA, PIPELINE, mesh_specs, rules_for
+        from nemotron_jax.parallel.mesh import validate
+
+        sizes = dict(zip(mesh.axis_names, mesh.devices.shape))
+        pcfg = parallel or ParallelConfig(**{a: sizes.get(a, 1) for a in ("data", "fsdp", "pipeline", "tensor")})
+        if sizes.get(PIPELINE, 1) > 1:
+            raise ValueError("the sampler does not run pipeline-parallel layouts; build the serving mesh with "
+                             "pipeline=1 (tensor x data), the checkpoint restores onto any mesh")
+        validate(self.cfg, pcfg, num_devices=mesh.devices.size)
+        self.rules = rules_for(False)  # decode steps are one token long: no sequence parallelism
+        self.min_batch = sizes.get(DATA, 1) * sizes.get(FSDP, 1)
+        specs = mesh_specs(logical_axes(self.cfg), self.rules)
+        return jax.device_put(params, jax.tree.map(lambda sp: NamedSharding(mesh, sp), specs,
+                                                   is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec)))
+
+    def _scope(self):
+        return jax.set_mesh(self.mesh) if self.mesh is not None else contextlib.nullcontext()
 
     def check_fits(self, prompt_len: int, max_new_tokens: int) -> None:
         """Raise ValueError when a prompt plus its token budget would not fit the model's context."""
@@ -375,13 +438,14 @@ class Sampler:
                     on_deltas(deltas)
             if all(t.finish is not None for t in trackers):
                 break
-            state = decode_chunk(self.params, self.cfg, state, self.chunk, k)
+            with self._scope():
+                state = decode_chunk(self.params, self.cfg, state, self.chunk, k, self.rules)
         return self._finish(rows, trackers, state, k)
 
     def _start(self, rows: Sequence[Row]) -> tuple[dict, list[_RowTracker], int]:
         if not rows:
             raise ValueError("nothing to generate")
-        b = bucket(len(rows), 1)
+        b = -(-bucket(len(rows), 1) // self.min_batch) * self.min_batch  # whole rows per data shard
         p = bucket(max(len(r.prompt) for r in rows), self.min_prompt_bucket, self.cfg.max_seq_len)
         n = bucket(max(r.params.max_new_tokens for r in rows), self.min_budget_bucket, self.cfg.max_seq_len)
         k = top_logprobs_bucket(max(r.params.logprobs or 0 for r in rows))
@@ -391,7 +455,8 @@ class Sampler:
             prompts[i, :len(r.prompt)] = r.prompt
             lengths[i] = len(r.prompt)
         row = _row_arrays(rows, b, self.cfg.eos_id)
-        state = prefill(self.params, self.cfg, prompts, lengths, row, n, k)
+        with self._scope():
+            state = prefill(self.params, self.cfg, prompts, lengths, row, n, k, self.rules)
         return state, [_RowTracker(r, self.tokenizer, self.cfg.eos_id) for r in rows], k
 
     @staticmethod

@@ -223,7 +223,8 @@ def load_tokenizer_for(path: Optional[str], checkpoint: Optional[str], vocab_siz
 
 
 def build_service(cfg: Any, params: Any, tokenizer: Any, model_name: str, *, max_rows: int = 64,
-                  max_wait_ms: float = 5.0, chunk: int = 16, mesh: Any = None) -> InferenceService:
+                  max_wait_ms: float = 5.0, chunk: int = 16, mesh: Any = None,
+                  parallel: Any = None) -> InferenceService:
     """A policy service (params with lm_head) or a reward service (params with reward_head)."""
     from nemotron_jax.inference.engine import BatchingEngine
     from nemotron_jax.inference.sampler import Sampler
@@ -238,7 +239,7 @@ def build_service(cfg: Any, params: Any, tokenizer: Any, model_name: str, *, max
                 return fn()
 
         return InferenceService(model_name, tokenizer, cfg.max_seq_len, reward_fn=scorer, run_exclusive=exclusive)
-    sampler = Sampler(params, cfg, tokenizer=tokenizer, chunk=chunk, mesh=mesh)
+    sampler = Sampler(params, cfg, tokenizer=tokenizer, chunk=chunk, mesh=mesh, parallel=parallel)
     engine = BatchingEngine(sampler, max_rows=max_rows, max_wait_ms=max_wait_ms)
     return InferenceService(model_name, tokenizer, cfg.max_seq_len, engine=engine)
 
@@ -256,7 +257,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-wait-ms", type=float, default=5.0, help="how long to collect requests into a batch")
     p.add_argument("--decode-chunk", type=int, default=16, help="decode steps per device call (stream granularity)")
     p.add_argument("--seed", type=int, default=0, help="--random-init weights seed")
+    p.add_argument("--tensor", type=int, default=1, help="tensor-parallel size (heads, kv heads, mlp, vocab)")
+    p.add_argument("--data", type=int, default=1, help="data-parallel size (batch rows)")
     return p
+
+
+def serving_mesh(tensor: int, data: int):
+    """(mesh, ParallelConfig) over the first data*tensor devices, or (None, None) for one device."""
+    if tensor * data == 1:
+        return None, None
+    import jax
+
+    from nemotron_jax.config import ParallelConfig
+    from nemotron_jax.parallel.mesh import make_mesh
+
+    pcfg = ParallelConfig(data=data, tensor=tensor)
+    if tensor * data > jax.device_count():
+        raise SystemExit(f"--tensor {tensor} x --data {data} needs {tensor * data} devices; {jax.device_count()} "
+                         f"are visible")
+    return make_mesh(pcfg, jax.devices()[:tensor * data]), pcfg
 
 
 def cli_main(argv: Optional[Sequence[str]] = None) -> int:
@@ -265,8 +284,9 @@ def cli_main(argv: Optional[Sequence[str]] = None) -> int:
     cfg, params = load_model(args.checkpoint, args.preset, args.random_init, args.seed)
     tokenizer = load_tokenizer_for(args.tokenizer, args.checkpoint, cfg.vocab_size)
     name = args.model_name or (args.preset if args.random_init else Path(args.checkpoint).name)
+    mesh, pcfg = serving_mesh(args.tensor, args.data)
     service = build_service(cfg, params, tokenizer, name, max_rows=args.max_batch, max_wait_ms=args.batch_wait_ms,
-                            chunk=args.decode_chunk)
+                            chunk=args.decode_chunk, mesh=mesh, parallel=pcfg)
     server = make_server(service, args.host, args.port)
     stopping = threading.Event()
 
