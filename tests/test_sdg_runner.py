@@ -12,7 +12,7 @@ import time
 import pytest
 
 from nemotron_jax.sdg import runner as R
-from nemotron_jax.sdg.clients import ClientError, ModelClient, ResponseCache, ScriptedBackend
+from nemotron_jax.sdg.clients import ClientError, ModelClient, ResponseCache, ScriptedBackend, TransientError
 from nemotron_jax.sdg.fake import fake_llm
 
 FAKE = {"backend": "scripted", "script": "nemotron_jax.sdg.fake:fake_llm"}
@@ -73,11 +73,12 @@ def test_failed_items_are_retried_on_rerun_and_result_equals_uninterrupted(tmp_p
         if payload.get("n") == 3:
             calls["n"] += 1
             if calls["n"] > 7:
-                raise ClientError("endpoint gone")
+                raise TransientError("endpoint gone")
         return fake_llm(kind, payload)
 
     cfg = config(tmp_path / "run", cache=None)
-    broken = {"generator": ModelClient(ScriptedBackend(flaky)), "reward": ModelClient(ScriptedBackend(fake_llm))}
+    broken = {"generator": ModelClient(ScriptedBackend(flaky), max_retries=0),
+              "reward": ModelClient(ScriptedBackend(fake_llm))}
     with pytest.raises(R.StageFailed, match="responses.*11 of 18 items failed.*rerun"):
         R.run_pipeline(cfg, progress=False, clients=broken)
     with open(tmp_path / "run" / "05_responses.done") as f:
@@ -140,6 +141,13 @@ def test_shards_are_disjoint_and_complete(tmp_path) -> None:
         ids.append({json.loads(x)["id"] for x in lines})
     assert sorted(got) == want
     assert sum(map(len, ids)) == len(set().union(*ids))
+    merged = R.merge_shards(config(tmp_path / "sharded"), 3)
+    assert sorted(read(merged).splitlines()) == want
+    with pytest.raises(R.StageFailed, match="2 of 4 shards have not finished"):
+        os.makedirs(tmp_path / "four" / "shard-00000-of-00004")
+        for i in (0, 1):
+            R.run_pipeline(config(tmp_path / "four", shard_at="open_qa"), shard=(i, 4), progress=False)
+        R.merge_shards(config(tmp_path / "four"), 4)
 
 
 def test_json_config_via_cli_and_bad_inputs(tmp_path, capsys) -> None:
@@ -195,3 +203,21 @@ def test_shipped_configs_build(monkeypatch, tmp_path) -> None:
                               "stages": [{**cfg.stages[0], "n": 16}] + cfg.stages[1:]})
     res = R.run_pipeline(cfg, progress=False)
     assert res.counts["toyworld"] == 16 and res.counts["responses"] == 16
+
+
+def test_rejected_requests_are_logged_and_dropped(tmp_path) -> None:
+    def picky(kind, payload):
+        if "snow" in payload["messages"][-1]["content"]:
+            raise ClientError("HTTP 400: prompt longer than the context")
+        return fake_llm(kind, payload)
+
+    stages = [{"type": "seed", "items": ["tea", "snow", "rain"]}, {"type": "to_prompt"},
+              {"type": "responses", "k": 2}]
+    cfg = R.PipelineConfig(stages=stages, out_dir=str(tmp_path / "a"), cache=None)
+    res = R.run_pipeline(cfg, progress=False, clients={"generator": ModelClient(ScriptedBackend(picky))})
+    assert res.counts["responses"] == 2 and res.parse == {"rejected:responses": 1}
+    log = [json.loads(x) for x in open(tmp_path / "a" / "02_responses.rejected.jsonl")]
+    assert log[0]["id"] == "seed-1" and "400" in log[0]["error"]
+    strict = R.PipelineConfig(stages=stages, out_dir=str(tmp_path / "b"), cache=None, skip_rejected=False)
+    with pytest.raises(R.StageFailed, match="1 of 3 items failed.*ClientError"):
+        R.run_pipeline(strict, progress=False, clients={"generator": ModelClient(ScriptedBackend(picky))})

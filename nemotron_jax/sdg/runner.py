@@ -1,6 +1,7 @@
 """The SDG runner: stages chained from a config, resumable JSONL output with provenance, sharding, progress.
 
     nemotron-jax sdg CONFIG.{py,json} [--shard i/n] [--out DIR] [--concurrency N] [--seed S] [--no-progress]
+    nemotron-jax sdg CONFIG --merge N      # after all N shards finished: <out_dir>/merged.jsonl
 
 A config (a JSON file, or a Python file defining `CONFIG`) is a dict or `PipelineConfig`:
 
@@ -14,7 +15,10 @@ Output, one directory per run (per shard: `shard-00001-of-00004/` under it): `NN
 kill cut short, and processes only the rest, then writes the stage file in input order. Model requests are seeded
 by item id and cached (sqlite, shared by shards), so a resumed run equals an uninterrupted one and a replay makes
 no model calls. `--shard i/n` keeps, at stage `shard_at` (default: the first stage after the sources), the items
-whose id hashes to shard i; earlier stages run in every shard (deterministic, and cached).
+whose id hashes to shard i; earlier stages run in every shard (deterministic, and cached). A pipeline that starts
+from one seed item should set `shard_at` to the stage where the fan-out has happened (e.g. "open_qa").
+Whole-set stages after the shard point (dedup) see one shard's items only. A request the endpoint rejects for good
+(HTTP 4xx) drops that item into `NN_<stage>.rejected.jsonl` (`skip_rejected`, default on).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from typing import Any, Mapping, Optional, Sequence
 from tqdm import tqdm
 
 from nemotron_jax.sdg import filters, judges, preference  # noqa: F401  (register their stages)
-from nemotron_jax.sdg.clients import Backend, ModelClient, ResponseCache, make_backend
+from nemotron_jax.sdg.clients import Backend, ClientError, ModelClient, ResponseCache, make_backend
 from nemotron_jax.sdg.parsing import ParseStats
 from nemotron_jax.sdg.stages import STAGES, Context, Item, Stage
 from nemotron_jax.sdg.templates import load_templates
@@ -55,6 +59,9 @@ class PipelineConfig:
     cache: Optional[str] = ""  # "" -> <out_dir>/cache.sqlite; None -> no cache
     templates: Optional[Any] = None  # {name: text} or a JSON file of that
     shard_at: Optional[str] = None
+    # an item whose request the endpoint rejects for good (HTTP 4xx: prompt too long...) is logged to
+    # NN_<stage>.rejected.jsonl and dropped; False makes it fail the stage like any other error
+    skip_rejected: bool = True
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -191,15 +198,25 @@ class _ItemLog:
 
 
 def _run_per_item(stage: Stage, items: list[Item], ctx: Context, base: str, concurrency: int,
-                  progress: bool) -> list[Item]:
+                  progress: bool, skip_rejected: bool = True) -> list[Item]:
     log = _ItemLog(base + ".partial.jsonl", base + ".done")
     todo = [it for it in items if it["id"] not in log.done]
     errors: list[tuple[str, BaseException]] = []
     bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=stage.name, disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
+    rejected_lock = threading.Lock()
 
     def work(item: Item) -> None:
-        log.add(item["id"], stage.process(item, ctx))
+        try:
+            rows = stage.process(item, ctx)
+        except ClientError as e:
+            if not skip_rejected:
+                raise
+            with rejected_lock, open(base + ".rejected.jsonl", "a") as f:
+                f.write(json.dumps({"id": item["id"], "stage": stage.name, "error": str(e)}) + "\n")
+            ctx.stats.add(f"rejected:{stage.name}")
+            rows = []
+        log.add(item["id"], rows)
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
@@ -254,7 +271,7 @@ def run_pipeline(cfg: PipelineConfig, *, shard: tuple[int, int] = (0, 1), progre
             if stage.source:
                 items = stage.process_all([], ctx)
             elif stage.per_item:
-                items = _run_per_item(stage, items, ctx, base, cfg.concurrency, progress)
+                items = _run_per_item(stage, items, ctx, base, cfg.concurrency, progress, cfg.skip_rejected)
             else:
                 items = stage.process_all(items, ctx)
             _write_jsonl_atomic(path, items)
@@ -273,6 +290,24 @@ def run_pipeline(cfg: PipelineConfig, *, shard: tuple[int, int] = (0, 1), progre
         json.dump({"name": cfg.name, "shard": [index, num], "seed": cfg.seed, "stages": names,
                    **{k: v for k, v in dataclasses.asdict(result).items() if k != "stage_paths"}}, f, indent=1)
     return result
+
+
+def merge_shards(cfg: PipelineConfig, num_shards: int) -> str:
+    """Concatenate the final stage file of shards 0..n-1 (all must be finished) into <out_dir>/merged.jsonl."""
+    stages = [build_stage(x) for x in cfg.stages]
+    final = f"{len(stages) - 1:02d}_{stages[-1].name}.jsonl"
+    paths = [os.path.join(cfg.out_dir, f"shard-{i:05d}-of-{num_shards:05d}", final) for i in range(num_shards)]
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        raise StageFailed(f"cannot merge: {len(missing)} of {num_shards} shards have not finished (missing "
+                          f"{missing[0]}); run them with --shard i/{num_shards} first")
+    out = os.path.join(cfg.out_dir, "merged.jsonl")
+    with open(out + ".tmp", "w") as f:
+        for p in paths:
+            with open(p) as g:
+                f.write(g.read())
+    os.replace(out + ".tmp", out)
+    return out
 
 
 def _check_models(stages: list[Stage], models: Mapping[str, Any]) -> None:
@@ -312,6 +347,7 @@ def cli_main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--out", help="output directory (overrides out_dir)")
     p.add_argument("--concurrency", type=int, help="items in flight (overrides concurrency)")
     p.add_argument("--seed", type=int, help="pipeline seed (overrides seed)")
+    p.add_argument("--merge", type=int, metavar="N", help="concatenate the finished outputs of N shards and exit")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(list(argv) if argv is not None else None)
     cfg = load_config(args.config)
@@ -319,6 +355,9 @@ def cli_main(argv: Optional[Sequence[str]] = None) -> int:
                  if v is not None}
     cfg = dataclasses.replace(cfg, **overrides)
     try:
+        if args.merge:
+            print(merge_shards(cfg, args.merge))
+            return 0
         result = run_pipeline(cfg, shard=args.shard, progress=not args.no_progress)
     except StageFailed as e:
         print(f"nemotron-jax sdg: {e}", file=sys.stderr)
