@@ -40,6 +40,7 @@ CASES = [
     ("detectable_format:json_format", {}, '```json\n{"a": [1, 2]}\n```', '{"a": [1, 2]'),
     ("detectable_format:title", {}, "<<A Poem of Joy>>\nLa la la.", "<< >> A Poem of Joy"),
     ("combination:two_responses", {}, "Answer A.\n******\nAnswer B.", "Answer A.\n******\nAnswer A."),
+    ("combination:two_responses", {}, "******\nAnswer A.\n******\nAnswer B.", "A.\n******\n******\nB."),
     ("combination:repeat_prompt", {"prompt_to_repeat": "Tell me about rivers."},
      "Tell me about rivers. Rivers flow.", "Rivers flow. Tell me about rivers."),
     ("startend:end_checker", {"end_phrase": "Any other questions?"},

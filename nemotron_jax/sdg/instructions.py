@@ -311,8 +311,7 @@ _register(Instruction(
     "combination:two_responses", (),
     lambda kw: "Give two different responses. Responses and only responses should be separated by 6 asterisk "
                "symbols: ******.",
-    lambda r, kw: (len(p := [x for x in r.split("******")]) == 2 and all(x.strip() for x in p)
-                   and p[0].strip() != p[1].strip()),
+    lambda r, kw: _two_responses(r),
     lambda rng: {},
     conflicts=frozenset({"detectable_format:json_format", "startend:quotation",
                          "length_constraints:number_paragraphs"})))
@@ -374,6 +373,15 @@ _register(Instruction(
     lambda r, kw: RELATIONS[kw["let_relation"]](r.lower().count(str(kw["letter"]).lower()), int(kw["let_frequency"])),
     lambda rng: {"letter": rng.choice(string.ascii_lowercase), "let_frequency": rng.randint(1, 6),
                  "let_relation": _rel(rng)}))
+
+
+def _two_responses(text: str) -> bool:
+    """Exactly two different non-empty parts around '******' (empty parts only allowed at either end)."""
+    parts = text.split("******")
+    if any(not p.strip() for p in parts[1:-1]):
+        return False
+    kept = [p.strip() for p in parts if p.strip()]
+    return len(kept) == 2 and kept[0] != kept[1]
 
 
 def _is_json(text: str) -> bool:
