@@ -50,6 +50,8 @@ def accumulate_gradients(params: Params, batch: Any, loss_fn: LossFn) -> tuple[P
 
     zeros = (jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params), jnp.zeros((), jnp.float32),
              {k: jnp.zeros((), jnp.float32) for k in aux_shape})
+    if jax.tree.leaves(batch)[0].shape[0] == 1:  # no accumulation: skip the zero accumulator (one grad buffer)
+        return body(zeros, first)[0]
     (g_sum, l_sum, a_sum), _ = jax.lax.scan(body, zeros, batch)
     return g_sum, l_sum, a_sum
 
