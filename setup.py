@@ -22,6 +22,7 @@ setup(
         "matplotlib>=3.8",
         "tensorboardX>=2.6",
         "pyarrow>=15",
+        "langdetect>=1.0.9",  # IFEval's language:response_language verifier (sdg/instructions.py)
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3.5", "openai>=1.40", "httpx>=0.27"],

@@ -48,6 +48,9 @@ CASES = [
     ("startend:start_checker", {"start_phrase": "In short"}, "In short, yes.", "Well, in short, yes."),
     ("startend:quotation", {}, '"Wrapped in quotes."', '"Only opened.'),
     ("punctuation:no_comma", {}, "No commas at all here.", "Well, a comma."),
+    ("language:response_language", {"language": "fr"},
+     "Bonjour, je suis très content de vous voir aujourd'hui dans cette belle ville.",
+     "Hello there, I am very happy to see you today in this beautiful city."),
     ("keywords:existence", {"keywords": ["river", "Light"]}, "The light on the River.", "The light on the lake."),
     ("keywords:frequency", {"keyword": "data", "frequency": 2, "relation": "at least"},
      "Data beats opinions; more data helps.", "Data beats opinions."),
@@ -72,6 +75,8 @@ def test_every_registered_type_has_a_case() -> None:
 
 @pytest.mark.parametrize("iid,kwargs,good,bad", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_verifier_accepts_and_rejects(iid: str, kwargs: dict, good: str, bad: str) -> None:
+    if iid == "language:response_language":
+        pytest.importorskip("langdetect")
     inst = I.get(iid)
     assert inst.verify(good, kwargs), f"{iid} should accept {good!r}"
     assert not inst.verify(bad, kwargs), f"{iid} should reject {bad!r}"
@@ -139,3 +144,13 @@ def test_sampled_instructions_are_compatible_and_describable() -> None:
             if i == "combination:repeat_prompt":
                 assert kw["prompt_to_repeat"] == "Write a haiku."
     assert not I.compatible("change_case:english_capital", "change_case:english_lowercase")
+
+
+def test_language_instruction_needs_langdetect_and_is_not_sampled(monkeypatch) -> None:
+    rng = random.Random(1)
+    for _ in range(30):
+        assert "language:response_language" not in I.sample_instructions(rng, 4)[0]
+    real = I.importlib.util.find_spec
+    monkeypatch.setattr(I.importlib.util, "find_spec", lambda name: None if name == "langdetect" else real(name))
+    with pytest.raises(I.InstructionError, match="pip install langdetect"):
+        I.get("language:response_language").verify("Bonjour", {"language": "fr"})

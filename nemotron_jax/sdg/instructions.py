@@ -13,6 +13,9 @@ removed, asterisks stripped).
     ...         [{}, {"end_phrase": "Any other questions?"}], "hi. any other questions?")
     [True, True]
 
+`language:response_language` uses langdetect (as IFEval does) and fails with an install hint without it; it is not
+in `sample_instructions`' default pool. Unlike IFEval, the case instructions do not also ask langdetect for English.
+
 Relations follow IFEval: "less than" means count < N, "at least" means count >= N; "at most" and "exactly" are
 accepted too. kwargs with value None are ignored (the public IFEval files pad every kwargs dict with nulls).
 """
@@ -20,6 +23,7 @@ accepted too. kwargs with value None are ignored (the public IFEval files pad ev
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import random
 import re
@@ -51,9 +55,14 @@ class Instruction:
     sample_fn: Callable[[random.Random], dict]
     conflicts: frozenset[str] = frozenset()  # ids that cannot be combined with this one in one prompt
     optional: tuple[str, ...] = ()
+    requires: Optional[str] = None  # an optional package the verifier needs
+    sampleable: bool = True  # offered by sample_instructions' default pool
 
     def clean(self, kwargs: Optional[Kwargs]) -> dict:
         """kwargs without nulls, checked against what this instruction takes."""
+        if self.requires and importlib.util.find_spec(self.requires) is None:
+            raise InstructionError(f"instruction {self.id!r} needs the {self.requires} package: "
+                                   f"pip install {self.requires}")
         kw = {k: v for k, v in (kwargs or {}).items() if v is not None}
         missing = [k for k in self.required if k not in kw]
         if missing:
@@ -345,6 +354,13 @@ _register(Instruction(
     conflicts=frozenset({"startend:end_checker", "startend:start_checker", "combination:repeat_prompt",
                          "detectable_content:postscript"})))
 _register(Instruction(
+    "language:response_language", ("language",),
+    lambda kw: f"Your ENTIRE response should be in {_LANGUAGES.get(kw['language'], kw['language'])} language, no "
+               f"other language is allowed.",
+    lambda r, kw: _in_language(r, str(kw["language"])),
+    lambda rng: {"language": rng.choice(("fr", "de", "es", "it", "pt"))},
+    requires="langdetect", sampleable=False))
+_register(Instruction(
     "punctuation:no_comma", (),
     lambda kw: "In your entire response, refrain from the use of any commas.",
     lambda r, kw: "," not in r,
@@ -382,6 +398,24 @@ def _two_responses(text: str) -> bool:
         return False
     kept = [p.strip() for p in parts if p.strip()]
     return len(kept) == 2 and kept[0] != kept[1]
+
+
+_LANGUAGES = {"en": "English", "fr": "French", "de": "German", "es": "Spanish", "it": "Italian", "pt": "Portuguese",
+              "ru": "Russian", "zh-cn": "Chinese", "ja": "Japanese", "ko": "Korean", "ar": "Arabic", "hi": "Hindi",
+              "fi": "Finnish", "vi": "Vietnamese", "sw": "Swahili", "bn": "Bengali", "fa": "Persian", "th": "Thai",
+              "bg": "Bulgarian", "ta": "Tamil", "te": "Telugu", "mr": "Marathi", "gu": "Gujarati", "kn": "Kannada",
+              "pa": "Punjabi", "ur": "Urdu", "ne": "Nepali"}
+
+
+def _in_language(text: str, language: str) -> bool:
+    """langdetect's verdict, seeded for determinism; text it cannot classify passes, as in IFEval."""
+    import langdetect
+
+    langdetect.DetectorFactory.seed = 0
+    try:
+        return langdetect.detect(text) == language
+    except langdetect.LangDetectException:
+        return True
 
 
 def _is_json(text: str) -> bool:
@@ -431,7 +465,7 @@ def compatible(a: str, b: str) -> bool:
 def sample_instructions(rng: random.Random, k: int, *, allowed: Optional[Sequence[str]] = None,
                         prompt: Optional[str] = None) -> tuple[list[str], list[dict]]:
     """k mutually compatible instructions with random kwargs (repeat_prompt repeats `prompt` when given)."""
-    pool = sorted(allowed) if allowed is not None else ids()
+    pool = sorted(allowed) if allowed is not None else [i for i in ids() if REGISTRY[i].sampleable]
     for i in pool:
         get(i)
     chosen: list[str] = []
