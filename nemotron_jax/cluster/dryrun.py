@@ -43,7 +43,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--devices-per-process", type=int, default=4)
     ap.add_argument("--memory-gb", type=float, default=80.0)
     ap.add_argument("--timeout", type=float, default=300.0)
-    args = ap.parse_args(list(sys.argv[1:] if argv is None else argv))
+    args = ap.parse_intermixed_args(list(sys.argv[1:] if argv is None else argv))
     port = _free_port()
     cmd = [sys.executable, "-m", "nemotron_jax.cluster.launch", args.experiment, *args.overrides, "--dry-run",
            "--gpus-per-node", str(args.devices_per_process), "--memory-gb", str(args.memory_gb)]

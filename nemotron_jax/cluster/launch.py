@@ -46,7 +46,7 @@ def _collective_check() -> float:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    args = _parser().parse_intermixed_args(list(sys.argv[1:] if argv is None else argv))
     from nemotron_jax.train.cli import apply_overrides, load_experiment_file
 
     try:
