@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
@@ -121,7 +120,7 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path) -> None:
     proc.wait()
     assert not (tmp_path / "killed" / "06_judge_rm.jsonl").exists()
     assert R.cli_main([str(cfg_path), "--no-progress"]) == 0  # resume
-    ref = R.run_pipeline(config(tmp_path / "ref", cache=None), progress=False)
+    R.run_pipeline(config(tmp_path / "ref", cache=None), progress=False)
     for name in sorted(os.listdir(tmp_path / "ref")):
         if name.endswith(".jsonl"):
             assert read(tmp_path / "killed" / name) == read(tmp_path / "ref" / name), name

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from nemotron_jax.sdg import runner as R
-from nemotron_jax.sdg.clients import ClientError, ModelClient, OpenAIBackend, ResponseCache, Sampling
+from nemotron_jax.sdg.clients import ClientError, ModelClient, OpenAIBackend, Sampling
 
 pytestmark = pytest.mark.slow
 

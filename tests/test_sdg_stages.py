@@ -208,6 +208,8 @@ def test_responses_k_samples_from_several_models() -> None:
     assert [r["model"] for r in out["responses"]] == ["generator", "generator", "weak", "weak"]
     assert texts[0].startswith("g-") and texts[1].endswith("-1") and texts[2].startswith("w-")
     assert texts[0].split("-")[1] != texts[2].split("-")[1]  # each model gets its own seed
+    more = Responses(models=("generator", "weak"), k=1, k_by_model={"generator": 3}).process(item, ctx)[0]
+    assert [r["model"] for r in more["responses"]] == ["generator"] * 3 + ["weak"]
 
 
 # ---------------------------------------------------------------------------------------------------------------

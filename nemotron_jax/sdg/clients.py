@@ -26,7 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable, Mapping, Optional, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Optional, Protocol, Sequence, TypeVar
 
 Messages = list[dict[str, str]]
 KINDS = ("chat", "complete", "reward")
@@ -334,8 +334,3 @@ def _resolve(ref: Any) -> Callable:
         raise ValueError(f"expected 'module:function', got {ref!r}")
     return getattr(importlib.import_module(module), attr)
 
-
-def chunked(items: Iterable[T], size: int) -> list[list[T]]:
-    """[1,2,3,4,5], 2 -> [[1,2],[3,4],[5]]."""
-    items = list(items)
-    return [items[i:i + size] for i in range(0, len(items), size)]

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import json
 import random
 from typing import Any, ClassVar, Optional, Sequence
 
 from nemotron_jax.sdg import instructions as inst_lib
 from nemotron_jax.sdg.clients import ModelClient, Sampling
-from nemotron_jax.sdg.parsing import ParseStats, clean_polite_filler, parse_list, parse_verdict, parse_yes_no
+from nemotron_jax.sdg.parsing import ParseStats, clean_polite_filler, parse_list, parse_yes_no
 from nemotron_jax.sdg.templates import PromptTemplate
 
 Item = dict[str, Any]
@@ -492,18 +491,23 @@ class Dialogue(GenStage):
 @register
 @dataclasses.dataclass
 class Responses(GenStage):
-    """{"messages"} -> "responses": k samples from each of `models` ({"model", "text", "seed"} each)."""
+    """{"messages"} -> "responses": k samples from each of `models` ({"model", "text", "seed"} each).
+
+    `k_by_model` overrides k per model, e.g. more samples of the best model for hard pairs (the paper's recipe).
+    """
 
     type: ClassVar[str] = "responses"
     models: tuple = ("generator",)
     k: int = 2
+    k_by_model: Optional[dict] = None
     temperature: float = 0.8
 
     def process(self, item: Item, ctx: Context) -> list[Item]:
         out = []
         for name in self.models:
             seed = item_seed(ctx.seed, f"{self.name}/{name}", item["id"])
-            sampling = Sampling(n=self.k, temperature=self.temperature, top_p=self.top_p,
+            k = (self.k_by_model or {}).get(name, self.k)
+            sampling = Sampling(n=k, temperature=self.temperature, top_p=self.top_p,
                                 max_tokens=self.max_tokens, seed=seed)
             texts = ctx.model(name).chat(item["messages"], sampling)
             out += [{"model": name, "text": t, "seed": seed, "sample": j} for j, t in enumerate(texts)]
