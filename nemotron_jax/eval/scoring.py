@@ -2,10 +2,11 @@
 
     rows = [ctx + cont] sorted by length (longest first)
     for each batch: T = next_pow2(longest row), B = pow2 rows fitting the token budget
-        tokens = row[:-1], targets = row[1:], mask = 1 on the continuation's targets (right padding)
-        logp, greedy = jit(score)(params, tokens, targets, mask)      # one compile per (B, T) bucket
+        tokens = row[:-1] (right padding); C = next_pow2(longest continuation)
+        hidden = forward_hidden(tokens); logits = lm_head(hidden at the last C positions of each row)
+        logp, greedy = masked sums over the continuation's targets       # one compile per (B, T, C) bucket
 
-Only a handful of (B, T) shapes ever reach the compiler, so a whole benchmark compiles a few times, not once per
+Only a handful of (B, T, C) shapes ever reach the compiler, so a whole benchmark compiles a few times, not once per
 example. A continuation is "greedy" when every one of its tokens is the argmax of the model's distribution.
 """
 
@@ -23,7 +24,8 @@ from jaxtyping import Array, Bool, Float, Int
 from nemotron_jax.config import ModelConfig
 from nemotron_jax.eval.text import Tokenizer, split_continuation
 from nemotron_jax.losses.common import token_logps
-from nemotron_jax.model import forward
+from nemotron_jax.model import forward_hidden
+from nemotron_jax.model.transformer import LMHead
 
 Params = dict[str, Any]
 
@@ -70,10 +72,17 @@ def plan_batches(lengths: Sequence[int], max_len: int, policy: BucketPolicy) -> 
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
-def score_batch(params: Params, tokens: Int[Array, "B T"], targets: Int[Array, "B T"], mask: Float[Array, "B T"],
-                cfg: ModelConfig) -> tuple[Float[Array, "B"], Bool[Array, "B"]]:
-    """Summed masked log-probs per row, and whether every masked target is the argmax."""
-    logits = forward(params, tokens, cfg)
+def score_batch(params: Params, tokens: Int[Array, "B T"], targets: Int[Array, "B C"], mask: Float[Array, "B C"],
+                starts: Int[Array, "B"], cfg: ModelConfig) -> tuple[Float[Array, "B"], Bool[Array, "B"]]:
+    """Summed masked log-probs per row over a window of C positions from `starts`, and whether all are argmax.
+
+    Only the window goes through the output matrix and log-softmax: with a large vocabulary those dominate the
+    cost of scoring a few continuation tokens at the end of a long context.
+    """
+    hidden = forward_hidden(params, tokens, cfg)  # [B, T, D]
+    idx = jnp.clip(starts[:, None] + jnp.arange(targets.shape[1])[None, :], 0, tokens.shape[1] - 1)  # [B, C]
+    window = jnp.take_along_axis(hidden, idx[..., None], axis=1)  # [B, C, D]
+    logits = LMHead(cfg).apply({"params": params["lm_head"]}, window)
     logp = jnp.sum(token_logps(logits, targets) * mask, axis=-1)
     greedy = jnp.all((jnp.argmax(logits, axis=-1) == targets) | (mask == 0), axis=-1)
     return logp, greedy
@@ -106,13 +115,17 @@ def loglikelihood(params: Params, cfg: ModelConfig, contexts: Sequence[Sequence[
     rows = [_row(c, k, max_len, i) for i, (c, k) in enumerate(zip(contexts, continuations))]
     logps, greedy = np.zeros(len(rows), np.float64), np.zeros(len(rows), bool)
     for idx, b, t in plan_batches([len(r) - 1 for r, _ in rows], max_len, policy):
-        tokens, targets, mask = (np.zeros((b, t), np.int32), np.zeros((b, t), np.int32),
-                                 np.zeros((b, t), np.float32))
+        c = min(max(next_pow2(max(rows[i][1] for i in idx)), 4), t)  # scored window, a power of two too
+        tokens, starts = np.zeros((b, t), np.int32), np.zeros(b, np.int32)
+        targets, mask = np.zeros((b, c), np.int32), np.zeros((b, c), np.float32)
         for j, i in enumerate(idx):
             row, n_cont = rows[i]
             n = len(row) - 1
-            tokens[j, :n], targets[j, :n], mask[j, n - n_cont:n] = row[:-1], row[1:], 1.0
-        lp, gr = jax.device_get(score_batch(params, tokens, targets, mask, cfg))
+            starts[j] = start = max(0, n - c)
+            tokens[j, :n] = row[:-1]
+            targets[j, :n - start] = row[start + 1:]
+            mask[j, n - n_cont - start:n - start] = 1.0
+        lp, gr = jax.device_get(score_batch(params, tokens, targets, mask, starts, cfg))
         logps[idx], greedy[idx] = lp[:len(idx)], gr[:len(idx)]
     return logps, greedy
 
