@@ -367,3 +367,28 @@ def test_dialogue_rm_score_and_threshold() -> None:
     assert RewardFilter(field="reward", min_reward=5.0).process(scored_, ctx) == []
     with pytest.raises(ValueError, match="assistant"):
         RMScore().process({"id": "x", "messages": [{"role": "user", "content": "q"}]}, ctx)
+
+
+
+def test_real_prompts_split_disjointly_and_unsafe_leave_sft_only(tmp_path) -> None:
+    import json
+
+    from nemotron_jax.sdg.filters import SelectSplit
+    from nemotron_jax.sdg.stages import JsonlSource
+
+    path = tmp_path / "lmsys.jsonl"
+    rows = [{"conversation_id": i, "flagged": i % 5 == 0,
+             "conversation": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": "a"}]}
+            for i in range(200)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ctx = ctx_with(reply(""))
+    src = JsonlSource(path=str(path), rename={"conversation": "messages", "conversation_id": "id"},
+                      first_user_turn=True).process_all([], ctx)
+    assert src[3]["prompt"] == "question 3" and src[3]["messages"] == [{"role": "user", "content": "question 3"}]
+    sft = [x for it in src for x in SelectSplit(split="sft", unsafe_field="flagged").process(it, ctx)]
+    pref = [x for it in src for x in SelectSplit(split="preference", unsafe_field="flagged").process(it, ctx)]
+    assert not {x["id"] for x in sft} & {x["id"] for x in pref}
+    assert not any(x["flagged"] for x in sft) and any(x["flagged"] for x in pref)
+    n_sft_all = len([x for it in src for x in SelectSplit(split="sft").process(it, ctx)])
+    assert n_sft_all + len(pref) == 200 and 70 <= n_sft_all <= 130
+    assert ctx.stats.counts["unsafe_dropped"] == n_sft_all - len(sft) > 0

@@ -1,4 +1,4 @@
-"""Filters: reward threshold, length bounds, exact and near-duplicate removal.
+"""Filters: reward threshold, length bounds, exact and near-duplicate removal, disjoint SFT/preference splits.
 
 Reward and length filters look at one item; dedup looks at the whole set (`per_item = False`) and keeps the first
 occurrence in input order. Near duplicates: Jaccard similarity of word n-gram shingles >= threshold, found with
@@ -148,3 +148,40 @@ class Dedup(Stage):
             kept.append(item)
             kept_shingles.append(sh)
         return kept
+
+
+SPLITS = ("sft", "preference")
+
+
+def split_of(item_id: str, sft_share: float) -> str:
+    """'sft' or 'preference', fixed by a hash of the id: pipelines over one source get disjoint prompt sets."""
+    u = int(hashlib.sha256(f"split/{item_id}".encode()).hexdigest()[:12], 16) / float(1 << 48)
+    return "sft" if u < sft_share else "preference"
+
+
+@register
+@dataclasses.dataclass
+class SelectSplit(Stage):
+    """Keep this pipeline's share of real prompts (e.g. LMSYS): the SFT or the preference split, disjoint by id.
+
+    Prompts flagged unsafe (`unsafe_field` truthy) are dropped from the SFT split only, as in the paper.
+    """
+
+    type: ClassVar[str] = "select_split"
+    split: str = "sft"
+    sft_share: float = 0.5
+    unsafe_field: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.split not in SPLITS or not 0.0 <= self.sft_share <= 1.0:
+            raise ValueError(f"select_split needs split in {SPLITS} and 0 <= sft_share <= 1, got {self.split!r}, "
+                             f"{self.sft_share}")
+
+    def process(self, item: Item, ctx: Context) -> list[Item]:
+        if split_of(item["id"], self.sft_share) != self.split:
+            return []
+        if self.split == "sft" and self.unsafe_field and item.get(self.unsafe_field):
+            ctx.stats.add("unsafe_dropped")
+            return []
+        return [{**item, "split": self.split}]

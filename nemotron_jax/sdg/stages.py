@@ -161,6 +161,7 @@ class JsonlSource(Stage):
     path: str = ""
     limit: Optional[int] = None
     rename: dict = dataclasses.field(default_factory=dict)  # {"text": "document"}
+    first_user_turn: bool = False  # real chats (LMSYS/ShareGPT "messages"): keep only the first user turn as prompt
 
     def process_all(self, items: list[Item], ctx: Context) -> list[Item]:
         out = []
@@ -175,6 +176,12 @@ class JsonlSource(Stage):
                 if not isinstance(row, dict):
                     raise ValueError(f"{self.path}:{lineno}: expected a JSON object, got {type(row).__name__}")
                 row = {self.rename.get(k, k): v for k, v in row.items()}
+                if self.first_user_turn:
+                    turns = [m for m in row.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"]
+                    if not turns:
+                        raise ValueError(f"{self.path}:{lineno}: first_user_turn needs a 'messages' list with a "
+                                         f"user turn (rename the conversation field to 'messages')")
+                    row["prompt"], row["messages"] = turns[0]["content"], [turns[0]]
                 row["id"] = str(row.get("id", f"{self.name}-{lineno}"))
                 row["provenance"] = [{"stage": self.name, "model": None, "seed": None, "judge": None}]
                 out.append(row)
