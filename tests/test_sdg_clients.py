@@ -167,3 +167,22 @@ def test_in_process_backend_maps_requests_to_callables() -> None:
     assert client.reward([{"role": "assistant", "content": "y"}]) == (0.5, {"a": 1.0})
     with pytest.raises(C.ClientError, match="no reward"):
         C.ModelClient(C.InProcessBackend("g", generate)).reward([])
+
+
+def test_in_process_api_errors_map_to_client_and_transient_errors() -> None:
+    class APIError(Exception):
+        def __init__(self, status: int, message: str):
+            super().__init__(message)
+            self.status = status
+
+    def refuse(status):
+        def generate(prompts, sampling, chat):
+            raise APIError(status, "prompt longer than the context")
+        return generate
+
+    with pytest.raises(C.ClientError, match="400: prompt longer"):
+        C.ModelClient(C.InProcessBackend("g", refuse(400))).complete("x")
+    flaky = C.ModelClient(C.InProcessBackend("g", refuse(503)), max_retries=1, sleep=lambda s: None)
+    with pytest.raises(C.TransientError):
+        flaky.complete("x")
+    assert flaky.stats.retries == 1

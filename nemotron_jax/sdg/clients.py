@@ -139,10 +139,17 @@ class InProcessBackend:
         self._lock = threading.Lock() if serialize else None
 
     def request(self, kind: str, payload: dict) -> dict:
-        if self._lock is None:
-            return self._request(kind, payload)
-        with self._lock:
-            return self._request(kind, payload)
+        try:
+            if self._lock is None:
+                return self._request(kind, payload)
+            with self._lock:
+                return self._request(kind, payload)
+        except Exception as e:  # the inference client's APIError carries the HTTP status the server would send
+            status = getattr(e, "status", None)
+            if isinstance(status, int):
+                err = TransientError if status in _TRANSIENT_HTTP else ClientError
+                raise err(f"in-process model {self.name!r}: {status}: {e}") from e
+            raise
 
     def _request(self, kind: str, payload: dict) -> dict:
         if kind == "reward":
