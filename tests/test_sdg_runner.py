@@ -220,3 +220,16 @@ def test_rejected_requests_are_logged_and_dropped(tmp_path) -> None:
     strict = R.PipelineConfig(stages=stages, out_dir=str(tmp_path / "b"), cache=None, skip_rejected=False)
     with pytest.raises(R.StageFailed, match="1 of 3 items failed.*ClientError"):
         R.run_pipeline(strict, progress=False, clients={"generator": ModelClient(ScriptedBackend(picky))})
+
+
+def test_changed_settings_are_not_mixed_with_old_outputs(tmp_path) -> None:
+    R.run_pipeline(config(tmp_path / "a"), progress=False)
+    again = R.run_pipeline(config(tmp_path / "a"), progress=False)  # same settings: everything reused
+    assert all(s["backend_calls"] == 0 for s in again.clients.values())
+    changed = [dict(s) for s in STAGES]
+    changed[2]["n"] = 2
+    cfg = R.PipelineConfig(**{**config(tmp_path / "a").__dict__, "stages": changed})
+    with pytest.raises(ValueError, match="'subtopics'.*different settings"):
+        R.run_pipeline(cfg, progress=False)
+    with pytest.raises(ValueError, match="'seed'.*different settings"):
+        R.run_pipeline(config(tmp_path / "a", seed=1), progress=False)

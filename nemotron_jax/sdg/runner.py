@@ -259,11 +259,14 @@ def run_pipeline(cfg: PipelineConfig, *, shard: tuple[int, int] = (0, 1), progre
 
     items: list[Item] = []
     counts, paths = {}, []
+    fingerprint = _digest({"seed": cfg.seed, "templates": {n: t.text for n, t in sorted(ctx.templates.items())}})
     for k, stage in enumerate(stages):
         if k == shard_idx and num > 1:
             items = [it for it in items if shard_of(it["id"], num) == index]
         base = os.path.join(out_dir, f"{k:02d}_{stage.name}")
         path = base + ".jsonl"
+        fingerprint = _digest({"upstream": fingerprint, "stage": stage.type, **dataclasses.asdict(stage)})
+        _check_fingerprint(base, fingerprint, stage.name)
         if os.path.exists(path):  # finished in an earlier run
             items = _read_jsonl(path)
         else:
@@ -308,6 +311,24 @@ def merge_shards(cfg: PipelineConfig, num_shards: int) -> str:
                 f.write(g.read())
     os.replace(out + ".tmp", out)
     return out
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _check_fingerprint(base: str, fingerprint: str, name: str) -> None:
+    """Outputs on disk must come from this stage's settings (and everything upstream): else refuse to mix them."""
+    fp_path = base + ".fingerprint"
+    if os.path.exists(fp_path):
+        with open(fp_path) as f:
+            if f.read().strip() != fingerprint:
+                raise ValueError(f"stage {name!r}: its outputs in {os.path.dirname(base)} were made with different "
+                                 f"settings (this stage's, an earlier stage's, the seed or the templates); use a new "
+                                 f"out_dir, or delete {os.path.basename(base)}* and every later stage's files")
+    else:
+        with open(fp_path, "w") as f:
+            f.write(fingerprint + "\n")
 
 
 def _check_models(stages: list[Stage], models: Mapping[str, Any]) -> None:
