@@ -12,7 +12,9 @@ A config (a JSON file, or a Python file defining `CONFIG`) is a dict or `Pipelin
 Output, one directory per run (per shard: `shard-00001-of-00004/` under it): `NN_<stage>.jsonl` per finished stage,
 `manifest.json` (counts, parse failures, client stats). A per-item stage streams finished items to
 `NN_<stage>.partial.jsonl` plus their input ids to `NN_<stage>.done`; a rerun keeps finished items, drops lines a
-kill cut short, and processes only the rest, then writes the stage file in input order. Model requests are seeded
+kill cut short, and processes only the rest, then writes the stage file in input order. Each stage records a
+fingerprint of its settings and everything upstream (seed, templates); a rerun with changed settings in the same
+directory fails instead of mixing old and new outputs. Model requests are seeded
 by item id and cached (sqlite, shared by shards), so a resumed run equals an uninterrupted one and a replay makes
 no model calls. `--shard i/n` keeps, at stage `shard_at` (default: the first stage after the sources), the items
 whose id hashes to shard i; earlier stages run in every shard (deterministic, and cached). A pipeline that starts
