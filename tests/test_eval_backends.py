@@ -10,11 +10,11 @@ import pytest
 
 from nemotron_jax import config
 from nemotron_jax.eval import backends, scoring
-from nemotron_jax.eval.text import ByteTokenizer
+from nemotron_jax.inference.byte_tokenizer import ByteTokenizer
 from nemotron_jax.model import forward, init_params
 
 CFG = config.toy_tiny(vocab_size=264, max_seq_len=32)
-TOK = ByteTokenizer()
+TOK = ByteTokenizer(CFG.vocab_size)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def _echo_choice(params, ids, text_pieces):
     for t in range(1, len(ids)):
         lps.append(float(logp[t - 1, ids[t]]))
         best = int(logp[t - 1].argmax())
-        tops.append({(TOK.decode([best]) if best >= 4 else f"<{best}>"): float(logp[t - 1, best])})
+        tops.append({(TOK.decode([best]) if best >= 7 else f"<{best}>"): float(logp[t - 1, best])})
     nxt = int(logp[len(ids) - 1].argmax())  # the one generated token (max_tokens=1)
     toks.append(TOK.decode([nxt]))
     lps.append(float(logp[len(ids) - 1, nxt]))
@@ -103,3 +103,24 @@ def test_server_errors_are_reported():
         backends.CompletionsScorer(no_logprobs).loglikelihood([("a", "b")])
     with pytest.raises(backends.BackendError, match="cannot reach"):
         backends.http_post("http://127.0.0.1:9", timeout_s=2)({"prompt": "x"})
+
+
+def test_in_process_generator_is_greedy_decoding(params):
+    """Through the project's in-process client: each text equals step-by-step argmax of `forward` (BOS-prefixed)."""
+    from nemotron_jax.inference.client import InferenceClient
+
+    prompts, n_new = ["Hi", "The cat sat"], 5
+    with InferenceClient.from_params(params, CFG, TOK) as client:
+        got = backends.CompletionsGenerator.in_process(client, batch=2).generate(prompts, max_tokens=n_new)
+    for prompt, text in zip(prompts, got):
+        ids = [TOK.bos_id] + TOK.encode(prompt)
+        new = []
+        for _ in range(n_new):
+            x = np.zeros((1, CFG.max_seq_len), np.int32)
+            x[0, :len(ids)] = ids
+            nxt = int(np.argmax(forward(params, x, CFG)[0, len(ids) - 1]))
+            if nxt == TOK.eos_id:
+                break
+            ids.append(nxt)
+            new.append(nxt)
+        assert text == TOK.decode(new)

@@ -6,7 +6,8 @@ import pytest
 
 from nemotron_jax import config
 from nemotron_jax.eval import scoring
-from nemotron_jax.eval.text import ByteTokenizer, split_continuation
+from nemotron_jax.eval.text import split_continuation
+from nemotron_jax.inference.byte_tokenizer import ByteTokenizer
 from nemotron_jax.model import forward, init_params
 
 CFG = config.toy_tiny(vocab_size=264, max_seq_len=32)
@@ -70,7 +71,7 @@ def test_few_compiles_for_many_examples(params):
 
 
 def test_model_scorer_text_pairs_and_boundary_split(params):
-    tok = ByteTokenizer()
+    tok = ByteTokenizer(CFG.vocab_size)
     ctx, cont = split_continuation(tok, "Answer: ", "B")
     assert tok.decode(ctx) == "Answer:" and tok.decode(cont) == " B"
     scorer = scoring.ModelScorer(params, CFG, tok)

@@ -1,4 +1,4 @@
-"""The tokenizer interface evaluation needs, and a byte-level tokenizer for smoke runs with random weights."""
+"""The tokenizer interface evaluation needs, and the context/continuation split at a token boundary."""
 
 from __future__ import annotations
 
@@ -12,20 +12,6 @@ class Tokenizer(Protocol):
     def encode(self, text: str) -> list[int]: ...
 
     def decode(self, ids: Sequence[int]) -> str: ...
-
-
-class ByteTokenizer:
-    """UTF-8 bytes shifted past the special ids: id = byte + offset. Needs vocab_size >= 256 + offset."""
-
-    def __init__(self, offset: int = 4) -> None:
-        self.offset = offset
-        self.vocab_size = 256 + offset
-
-    def encode(self, text: str) -> list[int]:
-        return [b + self.offset for b in text.encode("utf-8")]
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return bytes(i - self.offset for i in ids if self.offset <= i < self.vocab_size).decode("utf-8", "replace")
 
 
 def split_continuation(tok: Tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
