@@ -126,3 +126,14 @@ def test_sequence_parallel_shards_length_between_blocks(sp, want):
     with activate(mesh, pcfg):
         y = jax.jit(lambda x: shard(x * 2, (BATCH, LENGTH, ACT_EMBED)))(jnp.ones((4, 8, 16)))
     assert y.sharding.is_equivalent_to(jax.sharding.NamedSharding(mesh, want), 3), y.sharding
+
+
+def test_a_parameter_axis_without_a_rule_is_refused():
+    from jax.sharding import PartitionSpec
+
+    logical = jax.tree.map(lambda s: PartitionSpec(*s), logical_axes(CFG),
+                           is_leaf=lambda x: isinstance(x, PartitionSpec))
+    logical["lm_head"]["kernel"] = PartitionSpec("embed", "my_new_axis")
+    with pytest.raises(ConfigError, match="my_new_axis"):
+        build_sharded_training(CFG, C.ParallelConfig(data=8), make_optimizer(C.OptimConfig(), 1e-3), None,
+                               param_logical_axes=logical)

@@ -22,9 +22,9 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from nemotron_jax.config import ModelConfig, ParallelConfig
+from nemotron_jax.config import ConfigError, ModelConfig, ParallelConfig
 from nemotron_jax.model.transformer import forward, forward_hidden, init_params, logical_axes
-from nemotron_jax.parallel.axes import DATA, FSDP, mesh_specs, rules_for
+from nemotron_jax.parallel.axes import DATA, FSDP, RULES, mesh_specs, rules_for, unresolved_axes
 from nemotron_jax.parallel.mesh import make_mesh, validate
 from nemotron_jax.parallel.pipeline import pipelined_layers
 from nemotron_jax.train.state import TrainState
@@ -134,8 +134,12 @@ def state_specs(cfg: ModelConfig, pcfg: ParallelConfig, optimizer: optax.Gradien
     """A TrainState-shaped tree of PartitionSpecs (no allocation); defaults to the LM's parameter tree."""
     init_params_fn = init_params_fn or (lambda rng: init_params(cfg, rng))
     abstract = jax.eval_shape(lambda: TrainState.create(init_params_fn(jax.random.key(0)), optimizer))
-    pspecs = (param_specs(cfg, pcfg) if param_logical_axes is None
-              else mesh_specs(param_logical_axes, rules_for(pcfg.sequence_parallel)))
+    logical = logical_axes(cfg) if param_logical_axes is None else param_logical_axes
+    unknown = unresolved_axes(logical, RULES)
+    if unknown:
+        raise ConfigError(f"parameter axis names {sorted(unknown)} have no entry in parallel/axes.py RULES; add a "
+                          "rule for each (None = replicated) so the layout is decided in one place")
+    pspecs = mesh_specs(logical, rules_for(pcfg.sequence_parallel))
     ospecs = opt_state_specs(abstract.opt_state, abstract.params, pspecs, sizes, pcfg.shard_optimizer)
     scalar = PartitionSpec()
     return TrainState(step=scalar, params=pspecs, opt_state=ospecs, nonfinite_in_a_row=scalar,
