@@ -68,6 +68,8 @@ def test_pipeline_against_local_server_then_cache_replay(server, tmp_path) -> No
     pairs = [json.loads(x) for x in open(res.final_path)]
     assert pairs and all(p["chosen_reward"] > p["rejected_reward"] for p in pairs)
     assert res.clients["generator"]["backend_calls"] == 3 + n_topics
+    manifest = json.load(open(os.path.join(res.out_dir, "manifest.json")))
+    assert manifest["models"] == {"generator": "toy-tiny", "reward": "scripted"}
 
     # the same pipeline with the endpoint unreachable replays exactly from the cache
     dead = pipeline("http://127.0.0.1:9/v1", str(tmp_path / "replay"))

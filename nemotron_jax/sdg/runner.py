@@ -293,6 +293,8 @@ def run_pipeline(cfg: PipelineConfig, *, shard: tuple[int, int] = (0, 1), progre
                        clients={n: dataclasses.asdict(c.stats) for n, c in models.items()})
     with open(os.path.join(out_dir, "manifest.json"), "w") as f:
         json.dump({"name": cfg.name, "shard": [index, num], "seed": cfg.seed, "stages": names,
+                   # provenance names models by role; this maps each role to the model its endpoint served
+                   "models": {role: c.name for role, c in models.items()},
                    **{k: v for k, v in dataclasses.asdict(result).items() if k != "stage_paths"}}, f, indent=1)
     return result
 
