@@ -148,6 +148,8 @@ def test_rpo_needs_rewards_or_a_reward_model(files, tmp_path):
     data = C.PreferenceData(paths=(no_rewards,), tokenizer=files["tok"])
     with pytest.raises(C.ConfigError, match="needs rewards"):
         make_task(_exp(tmp_path, data, C.RPO(iterations=1), steps=1, lr=0.0))
+    with pytest.raises(C.ConfigError, match="run_rpo"):  # the loop alone would silently run one iteration
+        make_task(_exp(tmp_path, data, C.RPO(iterations=3), steps=1, lr=0.0))
 
 
 def _heldout_ranking(params, tok):
@@ -181,3 +183,15 @@ def test_wrong_data_type_is_a_config_error(files, tmp_path):
     data = C.ChatData(paths=(files["sft"],), tokenizer=files["tok"])
     with pytest.raises(C.ConfigError, match="trains on PreferenceData"):
         make_task(_exp(tmp_path, data, C.DPO(), steps=1, lr=0.0))
+
+
+def test_sharded_in_step_reference_equals_single_device_cached(files, tmp_path):
+    """data=2 x tensor=2 with the reference run inside the sharded step == one device with the cached reference."""
+    data = C.PreferenceData(paths=(files["pairs"],), tokenizer=files["tok"], shuffle=False)
+    losses = {}
+    for mode, par in (("cached", C.ParallelConfig(data=1)), ("on_the_fly", C.ParallelConfig(data=2, tensor=2))):
+        exp = _exp(tmp_path / mode, data, C.DPO(beta=0.5, sft_weight=1e-2, reference=mode), steps=3, lr=5e-3)
+        exp = exp.replace(parallel=par, batch=C.BatchConfig(global_batch=4, seq_len=SEQ, micro_batch=4 // par.data))
+        losses[mode] = _losses(run(exp))
+    np.testing.assert_allclose(losses["on_the_fly"], losses["cached"], rtol=2e-5)
+    assert losses["cached"][-1] < losses["cached"][0]

@@ -65,7 +65,7 @@ def _split_system(messages: Sequence[Message]) -> tuple[str, list[Message]]:
 
 
 def template_pieces(messages: Sequence[Message], *, add_generation_prompt: bool = False) -> list[tuple[str, bool]]:
-    """The conversation as (piece, trained) pairs; a piece is a marker or plain text. Joining them gives the template."""
+    """The conversation as (piece, trained) pairs; a piece is a marker or plain text; joined, the template."""
     check_messages(messages)
     system, turns = _split_system(messages)
     pieces: list[tuple[str, bool]] = [(SYSTEM, False), (f"System\n{system}\n", False)]

@@ -37,8 +37,8 @@ def regression_loss(pred: Float[Array, "B A"], target: Float[Array, "B A"]) -> F
 def bradley_terry_loss(r_chosen: Float[Array, "B"], r_rejected: Float[Array, "B"], *,
                        margin: Optional[Float[Array, "B"]] = None,
                        margin_mode: str = "subtract") -> Float[Array, "B"]:
-    """Pairwise −log σ(r_c − r_r); with a margin m: −log σ(r_c − r_r − m) ("subtract") or |m|·(−log σ(r_c − r_r))
-    ("scale", preference-strength weighting)."""
+    """Pairwise −log σ(r_c − r_r); with a margin m: −log σ(r_c − r_r − m) ("subtract") or
+    |m|·(−log σ(r_c − r_r)) ("scale", preference-strength weighting)."""
     if margin_mode not in BT_MARGIN_MODES:
         raise ValueError(f"margin_mode must be one of {BT_MARGIN_MODES}, got {margin_mode!r}")
     diff = r_chosen.astype(jnp.float32) - r_rejected.astype(jnp.float32)
@@ -52,7 +52,7 @@ def bradley_terry_loss(r_chosen: Float[Array, "B"], r_rejected: Float[Array, "B"
 
 def aggregate_reward(attrs: Float[Array, "B A"],
                      weights: Optional[Sequence[float] | Float[Array, "A"]] = None) -> Float[Array, "B"]:
-    """Scalar reward = attrs · weights; default weights are Nemotron-4-340B-Reward's over the 5 HelpSteer attributes."""
+    """Scalar reward = attrs · weights; default: Nemotron-4-340B-Reward's weights over the 5 HelpSteer attributes."""
     w = jnp.asarray(NEMOTRON4_340B_REWARD_WEIGHTS if weights is None else weights, jnp.float32)
     if w.shape != (attrs.shape[-1],):
         raise ValueError(f"aggregate_reward: {attrs.shape[-1]} attributes but {w.shape[0]} weights; pass weights "

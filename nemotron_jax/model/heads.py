@@ -13,7 +13,7 @@ without `lm_head`, so an LM checkpoint initialises the trunk directly (`reward_p
 from __future__ import annotations
 
 import functools
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -88,12 +88,18 @@ def sequence_end_indices(segment_ids: Int[Array, "B T"],
 
 def reward_forward(params: Params, tokens: Int[Array, "B T"], cfg: ModelConfig, *,
                    positions: Optional[Int[Array, "B T"]] = None, segment_ids: Optional[Int[Array, "B T"]] = None,
-                   max_segments: int = 1) -> tuple[Float[Array, "B S A"], Bool[Array, "B S"]]:
-    """Attribute predictions at the end of each sequence and which (row, segment) slots are real."""
+                   max_segments: int = 1, hidden_fn: Optional[Callable] = None
+                   ) -> tuple[Float[Array, "B S A"], Bool[Array, "B S"]]:
+    """Attribute predictions at the end of each sequence and which (row, segment) slots are real.
+
+    `hidden_fn(trunk, tokens, *, positions, segment_ids)` replaces the plain trunk (pipelined layouts pass
+    `parallel.training.make_forward_hidden(cfg, pcfg)`).
+    """
     if segment_ids is None:  # one unpadded sequence per row
         segment_ids = jnp.ones(tokens.shape, jnp.int32)
     trunk = {k: params[k] for k in TRUNK_KEYS}
-    h = forward_hidden(trunk, tokens, cfg, positions=positions, segment_ids=segment_ids)
+    hidden_fn = hidden_fn or (lambda p, t, **kw: forward_hidden(p, t, cfg, **kw))
+    h = hidden_fn(trunk, tokens, positions=positions, segment_ids=segment_ids)
     ends, valid = sequence_end_indices(segment_ids, max_segments)
     h_end = jnp.take_along_axis(h, ends[..., None], axis=1)  # [B, S, D]
     num_attributes = params["reward_head"]["bias"].shape[0]

@@ -39,7 +39,7 @@ from nemotron_jax.losses.preference import (REWARD_KINDS, chosen_sft_term, prefe
                                             response_logratio)
 from nemotron_jax.losses.reward import bradley_terry_loss, label_mask, regression_loss
 from nemotron_jax.model import heads
-from nemotron_jax.train.tasks import Task, next_token_loss, register_task
+from nemotron_jax.train.tasks import Task, model_forward, next_token_loss, register_task
 
 Params = Any
 Batch = dict[str, np.ndarray]
@@ -186,7 +186,8 @@ def _require_data(exp: Experiment, kind: type) -> None:
 def sft_task(exp: Experiment) -> Task:
     """Chat SFT (code or general stage): masked next-token NLL on packed assistant-masked rows."""
     _require_data(exp, ChatData)
-    return Task(init_params=lambda rng: M.init_params(exp.model, rng), loss_fn=next_token_loss(exp.model),
+    return Task(init_params=lambda rng: M.init_params(exp.model, rng),
+                loss_fn=next_token_loss(exp.model, model_forward(exp)),
                 data_iterator=lambda **kw: sft_iterator(exp.data, seq_len=exp.batch.seq_len, seed=exp.seed, **kw))
 
 
@@ -247,31 +248,44 @@ def _concat_sides(batch: Batch, key: str) -> jax.Array:
     return jnp.concatenate([batch[f"chosen_{key}"], batch[f"rejected_{key}"]], axis=0)
 
 
-def pair_logps(params: Params, batch: Batch, cfg: ModelConfig) -> tuple[jax.Array, jax.Array]:
+Forward = Callable[..., jax.Array]  # fwd(params, tokens, *, positions, segment_ids) -> fp32 logits
+
+
+def plain_forward(cfg: ModelConfig) -> Forward:
+    return lambda params, tokens, **kw: M.forward(params, tokens, cfg, **kw)
+
+
+def pair_logps(params: Params, batch: Batch, forward: Forward) -> tuple[jax.Array, jax.Array]:
     """(summed response log-probs [2, B], trained-token counts [2, B]) with chosen and rejected in one forward."""
-    logits = M.forward(params, _concat_sides(batch, "inputs"), cfg, positions=_concat_sides(batch, "positions"),
-                       segment_ids=_concat_sides(batch, "segment_ids"))
+    logits = forward(params, _concat_sides(batch, "inputs"), positions=_concat_sides(batch, "positions"),
+                     segment_ids=_concat_sides(batch, "segment_ids"))
     mask = _concat_sides(batch, "loss_mask").astype(jnp.float32)
     logps = jnp.sum(token_logps(logits, _concat_sides(batch, "targets")) * mask, axis=-1)
     b = batch["chosen_inputs"].shape[0]
     return logps.reshape(2, b), jnp.sum(mask, axis=-1).reshape(2, b)
 
 
-def preference_loss_fn(cfg: ModelConfig, loss: DPO, ref_params: Optional[Params] = None) -> Callable:
-    """loss_fn(params, batch) for DPO/RPO: Σ_pairs [preference loss + sft_weight · (−log π(y_c))], count = pairs."""
+def preference_loss_fn(cfg: ModelConfig, loss: DPO, ref_params: Optional[Params] = None,
+                       forward: Optional[Forward] = None) -> Callable:
+    """loss_fn(params, batch) for DPO/RPO: Σ_pairs [preference loss + sft_weight · (−log π(y_c))], count = pairs.
+
+    `forward` defaults to the plain model; pipelined layouts pass `train.tasks.model_forward(exp)`.
+    """
+    forward = forward or plain_forward(cfg)
 
     def loss_fn(params: Params, batch: Batch) -> tuple[jax.Array, dict]:
-        (pc, pr), (nc, nr) = pair_logps(params, batch, cfg)
+        (pc, pr), (nc, nr) = pair_logps(params, batch, forward)
         if "chosen_ref_logps" in batch:
             rc, rr = batch["chosen_ref_logps"], batch["rejected_ref_logps"]
         elif ref_params is not None:
-            (rc, rr), _ = jax.lax.stop_gradient(pair_logps(ref_params, batch, cfg))
+            (rc, rr), _ = jax.lax.stop_gradient(pair_logps(ref_params, batch, forward))
         else:
             raise ValueError("preference batch has no chosen_ref_logps and no reference params were given")
         lc = response_logratio(pc, rc, nc, length_normalize=loss.length_normalize)
         lr = response_logratio(pr, rr, nr, length_normalize=loss.length_normalize)
         per_pair = preference_loss(loss.kind, lc, lr, beta=loss.beta, eta=loss.eta,
-                                   reward_chosen=batch.get("chosen_reward"), reward_rejected=batch.get("rejected_reward"))
+                                   reward_chosen=batch.get("chosen_reward"),
+                                   reward_rejected=batch.get("rejected_reward"))
         sft = chosen_sft_term(pc, nc, length_normalize=loss.sft_length_normalize)
         total = jnp.sum(per_pair + loss.sft_weight * sft)
         aux = {"count": jnp.asarray(per_pair.shape[0], jnp.float32), "pref/loss": jnp.sum(per_pair),
@@ -287,7 +301,7 @@ def preference_loss_fn(cfg: ModelConfig, loss: DPO, ref_params: Optional[Params]
 def reference_logps(ref_params: Params, cfg: ModelConfig, table: PairTable, *, seq_len: int, pad_id: int,
                     batch_size: int = 8) -> np.ndarray:
     """Summed reference log-probs of every pair's chosen and rejected response: [N, 2] (fp32)."""
-    fn = jax.jit(lambda p, b: pair_logps(p, b, cfg)[0])
+    fn = jax.jit(lambda p, b: pair_logps(p, b, plain_forward(cfg))[0])
     out = []
     for start in range(0, len(table), batch_size):
         idx = np.arange(start, min(start + batch_size, len(table)))
@@ -401,6 +415,10 @@ def preference_task(exp: Experiment) -> Task:
     """DPO/RPO from the init_from policy, referencing it; reference log-probs cached on disk or run in-step."""
     _require_data(exp, PreferenceData)
     loss: DPO = exp.loss
+    if getattr(loss, "iterations", 1) > 1:  # one loop run is one iteration; never silently run fewer
+        raise ConfigError(f"RPO(iterations={loss.iterations}) is several runs: start it with "
+                          f"nemotron_jax.train.alignment.run_rpo(exp) (what the rpo experiment files' __main__ "
+                          f"does), or set loss.iterations=1 for a single iteration")
     tok = load_tokenizer(exp.data.tokenizer)
     table = encode_pairs(tok, preference_pairs(exp, tok), exp.batch.seq_len)
     ref = reference_params(exp)
@@ -410,7 +428,7 @@ def preference_task(exp: Experiment) -> Task:
         logps = cached_reference_logps(ref, exp.model, table, cache, seq_len=exp.batch.seq_len, pad_id=tok.pad_id)
         extra, loss_ref = {"chosen_ref_logps": logps[:, 0], "rejected_ref_logps": logps[:, 1]}, None
     return Task(init_params=lambda rng: M.init_params(exp.model, rng),
-                loss_fn=preference_loss_fn(exp.model, loss, loss_ref),
+                loss_fn=preference_loss_fn(exp.model, loss, loss_ref, model_forward(exp)),
                 data_iterator=_pair_iterator(table, exp, tok.pad_id, extra))
 
 
@@ -425,8 +443,8 @@ def run_rpo(exp: Experiment, **run_kw: Any) -> list[Any]:
     iterations = getattr(exp.loss, "iterations", 1)
     for i in range(1, iterations + 1):
         run_dir = os.path.join(exp.out_dir, f"iter{i}")
-        step_exp = exp.replace(name=f"{exp.name}-iter{i}", run_dir=run_dir, init_from=start,
-                               loss=dataclasses.replace(exp.loss, ref_cache_dir=None))
+        loss = dataclasses.replace(exp.loss, ref_cache_dir=None, **({"iterations": 1} if iterations > 1 else {}))
+        step_exp = exp.replace(name=f"{exp.name}-iter{i}", run_dir=run_dir, init_from=start, loss=loss)
         results.append(run(step_exp, **run_kw))
         start = run_dir
     return results
@@ -438,11 +456,15 @@ def run_rpo(exp: Experiment, **run_kw: Any) -> list[Any]:
 
 
 def reward_init(exp: Experiment, num_attributes: int, lm_init_from: Optional[str]) -> Callable[[jax.Array], Params]:
-    """Fresh reward params: the LM checkpoint's trunk + a new head, or a random trunk when no LM is given."""
+    """Fresh reward params: the LM checkpoint's trunk + a new head, or a random trunk when no LM is given.
+
+    The LM is read here, once, outside any jit (the loop may trace `init`); `init` only attaches a new head.
+    """
+    lm = load_checkpoint_params(lm_init_from) if lm_init_from else None
 
     def init(rng: jax.Array) -> Params:
-        if lm_init_from:
-            return heads.reward_params_from_lm(load_checkpoint_params(lm_init_from), exp.model, rng, num_attributes)
+        if lm is not None:
+            return heads.reward_params_from_lm(lm, exp.model, rng, num_attributes)
         return heads.init_reward_params(exp.model, rng, num_attributes)
 
     return init
@@ -457,12 +479,21 @@ def reward_row(ids: np.ndarray, seq_len: int, pad_id: int) -> dict[str, np.ndarr
     return row
 
 
-def regression_loss_fn(cfg: ModelConfig) -> Callable:
+def hidden_forward(exp: Experiment) -> Optional[Callable]:
+    """The pipelined trunk for pipeline > 1 layouts, else None (the reward model's plain trunk)."""
+    if exp.parallel.pipeline > 1:
+        from nemotron_jax.parallel.training import make_forward_hidden
+
+        return make_forward_hidden(exp.model, exp.parallel)
+    return None
+
+
+def regression_loss_fn(cfg: ModelConfig, hidden_fn: Optional[Callable] = None) -> Callable:
     """loss_fn for HelpSteer rows: Σ squared error over present labels, count = number of present labels."""
 
     def loss_fn(params: Params, batch: Batch) -> tuple[jax.Array, dict]:
         attrs, _ = heads.reward_forward(params, batch["inputs"], cfg, positions=batch["positions"],
-                                        segment_ids=batch["segment_ids"])
+                                        segment_ids=batch["segment_ids"], hidden_fn=hidden_fn)
         sq = regression_loss(attrs[:, 0], batch["labels"])
         return jnp.sum(sq), {"count": jnp.sum(label_mask(batch["labels"])), "rm/mse": jnp.sum(sq)}
 
@@ -490,22 +521,24 @@ def reward_regression_task(exp: Experiment) -> Task:
         batch = chat.stack_rows([reward_row(ids[i], exp.batch.seq_len, tok.pad_id) for i in idx])
         return {**batch, "labels": labels[idx]}
 
-    return Task(init_params=reward_init(exp, loss.num_attributes, loss.lm_init_from), loss_fn=regression_loss_fn(exp.model),
+    return Task(init_params=reward_init(exp, loss.num_attributes, loss.lm_init_from),
+                loss_fn=regression_loss_fn(exp.model, hidden_forward(exp)),
                 data_iterator=lambda **kw: ExampleIterator(len(ids), make_batch, seed=exp.seed,
                                                            shuffle=exp.data.shuffle, **kw))
 
 
-def bt_loss_fn(cfg: ModelConfig, loss: BradleyTerry) -> Callable:
+def bt_loss_fn(cfg: ModelConfig, loss: BradleyTerry, hidden_fn: Optional[Callable] = None) -> Callable:
     """loss_fn for pairs of reward inputs: Bradley-Terry on the scalar rewards, count = pairs."""
 
     def loss_fn(params: Params, batch: Batch) -> tuple[jax.Array, dict]:
         attrs, _ = heads.reward_forward(params, _concat_sides(batch, "inputs"), cfg,
                                         positions=_concat_sides(batch, "positions"),
-                                        segment_ids=_concat_sides(batch, "segment_ids"))
+                                        segment_ids=_concat_sides(batch, "segment_ids"), hidden_fn=hidden_fn)
         r = heads.scalar_reward(attrs[:, 0], loss.weights).reshape(2, -1)
         margin = batch.get("margin") if loss.margin_mode else None
         per = bradley_terry_loss(r[0], r[1], margin=margin, margin_mode=loss.margin_mode or "subtract")
-        aux = {"count": jnp.asarray(per.shape[0], jnp.float32), "rm/accuracy": jnp.sum((r[0] > r[1]).astype(jnp.float32)),
+        aux = {"count": jnp.asarray(per.shape[0], jnp.float32),
+               "rm/accuracy": jnp.sum((r[0] > r[1]).astype(jnp.float32)),
                "rm/margin": jnp.sum(r[0] - r[1])}
         return jnp.sum(per), aux
 
@@ -533,5 +566,6 @@ def bradley_terry_task(exp: Experiment) -> Task:
             batch["margin"] = table.chosen_reward[idx] - table.rejected_reward[idx]
         return batch
 
-    return Task(init_params=reward_init(exp, loss.num_attributes, loss.lm_init_from), loss_fn=bt_loss_fn(exp.model, loss),
+    return Task(init_params=reward_init(exp, loss.num_attributes, loss.lm_init_from),
+                loss_fn=bt_loss_fn(exp.model, loss, hidden_forward(exp)),
                 data_iterator=_pair_iterator(table, exp, tok.pad_id, make=make))
