@@ -191,7 +191,7 @@ def test_jsonl_source_reports_file_and_line(tmp_path) -> None:
 def test_shipped_configs_build(monkeypatch, tmp_path) -> None:
     root = os.path.join(os.path.dirname(R.__file__), "configs")
     names = sorted(n for n in os.listdir(root) if n.endswith(".py") and n != "__init__.py")
-    assert names == ["nemotron4_340b.py", "toyworld.py"]
+    assert names == ["nemotron4_340b.py", "nemotron4_340b_dialogue.py", "toyworld.py"]
     for name in names:
         cfg = R.load_config(os.path.join(root, name))
         stages = [R.build_stage(s) for s in cfg.stages]

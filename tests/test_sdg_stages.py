@@ -175,6 +175,10 @@ def test_instruction_prompts_single_multi_turn_second_turn() -> None:
     assert multi["messages"][2]["content"] == "Tell me more about rivers?"  # filler cleaned
     with pytest.raises(ValueError, match="mode"):
         AttachInstructions(mode="triple")
+    items = [{"id": f"p{i}", "prompt": "Describe rivers.", "provenance": []} for i in range(100)]
+    some = [AttachInstructions(share=0.3).process(it, ctx)[0] for it in items]
+    n = sum("instruction_ids" in x for x in some)
+    assert 15 <= n <= 45 and all(x == it for x, it in zip(some, items) if "instruction_ids" not in x)
 
 
 def test_two_turn_and_dialogue_with_persona() -> None:

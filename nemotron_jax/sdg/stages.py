@@ -416,6 +416,7 @@ class AttachInstructions(GenStage):
     k: int = 1
     mode: str = "single"
     allowed: Optional[list] = None
+    share: float = 1.0  # the fraction of items that get instructions (chosen by id); the rest pass unchanged
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -423,6 +424,8 @@ class AttachInstructions(GenStage):
             raise ValueError(f"instructions.mode must be single, multi_turn or second_turn, got {self.mode!r}")
 
     def process(self, item: Item, ctx: Context) -> list[Item]:
+        if item_seed(ctx.seed, self.name + "/share", item["id"]) / 2 ** 31 >= self.share:
+            return [item]
         rng = random.Random(item_seed(ctx.seed, self.name, item["id"]))
         ids, kwargs = inst_lib.sample_instructions(rng, self.k, allowed=self.allowed, prompt=item["prompt"])
         text = inst_lib.describe(ids, kwargs)

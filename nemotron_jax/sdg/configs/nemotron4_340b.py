@@ -42,7 +42,7 @@ CONFIG = {
         {"type": "revise", "template": "revise_open_qa"},
         {"type": "filter_length", "fields": ["prompt"], "min_words": 3, "max_words": 400},
         {"type": "dedup", "field": "prompt", "near_threshold": 0.8},
-        {"type": "instructions", "k": 1, "mode": "single"},
+        {"type": "instructions", "k": 1, "mode": "single", "share": 0.3},  # share [open]: not in the paper
         {"type": "responses", "models": sorted(n for n in MODELS if n.startswith("policy")), "k": 2,
          "temperature": 0.7, "max_tokens": 1024},
         {"type": "judge_ground_truth"},
