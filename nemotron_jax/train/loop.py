@@ -106,22 +106,28 @@ def _save(ckpt: Checkpointer, state: TrainState, data: DataIterator, consumed: i
     ckpt.save(int(state.step), state, data_state=data.get_state(), meta=meta)
 
 
-def run(exp: Experiment, *, task: Optional[Task] = None, stop_after: Optional[int] = None,
-        on_step: Optional[Callable[[int, dict], None]] = None) -> RunResult:
-    """Train `exp` to its length (resuming when a checkpoint exists). `stop_after` ends this call at that step
-    without a final save (a crash); `on_step(step, record)` sees every step's metrics."""
-    task = task or make_task(exp)
+def _build(exp: Experiment, task: Task) -> tuple[Runtime, BatchRamp, int, Callable, DataIterator]:
+    """(runtime with the jitted step, ramp, total steps, LR schedule, this process's data iterator)."""
     runtime = make_runtime(exp)
     ramp = make_ramp(exp.batch, data_parallel=runtime.data_parallel, seq_len=exp.batch.seq_len)
     total = total_steps(exp, ramp)
     schedule = make_schedule(exp.optim, total)
     runtime.build(task, make_optimizer(exp.optim, schedule))
-    run_dir = Path(exp.out_dir)
     if ramp.rows % jax.process_count():
         raise ConfigError(f"a microbatch of {ramp.rows} rows does not split across {jax.process_count()} processes; "
                           f"make batch.micro_batch x data-parallel size a multiple of the process count")
     data = task.data_iterator(rows=ramp.rows // jax.process_count(), process_index=jax.process_index(),
                               process_count=jax.process_count())
+    return runtime, ramp, total, schedule, data
+
+
+def run(exp: Experiment, *, task: Optional[Task] = None, stop_after: Optional[int] = None,
+        on_step: Optional[Callable[[int, dict], None]] = None) -> RunResult:
+    """Train `exp` to its length (resuming when a checkpoint exists). `stop_after` ends this call at that step
+    without a final save (a crash); `on_step(step, record)` sees every step's metrics."""
+    task = task or make_task(exp)
+    runtime, ramp, total, schedule, data = _build(exp, task)
+    run_dir = Path(exp.out_dir)
     ckpt = Checkpointer(exp.checkpoint.dir or run_dir / "checkpoints", keep=exp.checkpoint.keep,
                         async_save=exp.checkpoint.async_save)
     state, consumed = _start_state(exp, runtime, ckpt, data)
@@ -133,16 +139,15 @@ def run(exp: Experiment, *, task: Optional[Task] = None, stop_after: Optional[in
     try:
         with preempt or contextlib.nullcontext():
             while step < total:
+                t0 = time.perf_counter()  # step time includes waiting for data: it is the real throughput
                 accum = ramp.accum_at(consumed)
-                batch = runtime.put_batch(next_batch(data, accum))
-                t0 = time.perf_counter()
-                state, metrics = runtime.step(state, batch)
+                state, metrics = runtime.step(state, runtime.put_batch(next_batch(data, accum)))
                 jax.block_until_ready(metrics)
-                dt = time.perf_counter() - t0
                 step, consumed = step + 1, consumed + accum * ramp.rows
-                updates = step - int(state.nonfinite_total)
+                updates = step - int(state.nonfinite_total)  # the LR schedule counts applied updates only
                 extra = {"lr": float(schedule(max(updates - 1, 0))), "accum": accum, "consumed_samples": consumed}
-                record = logger.record(step, metrics, batch_size=accum * ramp.rows, step_time_s=dt, extra=extra)
+                record = logger.record(step, metrics, batch_size=accum * ramp.rows,
+                                       step_time_s=time.perf_counter() - t0, extra=extra)
                 if step % exp.logging.every == 0 or step == total:
                     logger.write(record)
                 logger.advance(step, record)
@@ -150,15 +155,11 @@ def run(exp: Experiment, *, task: Optional[Task] = None, stop_after: Optional[in
                 if on_step:
                     on_step(step, record)
                 _check_finite(state, exp.optim.max_nonfinite_in_a_row, record)
-                if step % exp.checkpoint.save_every == 0 or step == total:
+                preempted = preempt is not None and preempt.is_set()
+                if step % exp.checkpoint.save_every == 0 or step == total or preempted:
                     _save(ckpt, state, data, consumed, exp)
-                if preempt and preempt.is_set():
-                    if step % exp.checkpoint.save_every and step != total:
-                        _save(ckpt, state, data, consumed, exp)
-                    status = "preempted"
-                    break
-                if stop_after is not None and step >= stop_after and step < total:
-                    status = "stopped"
+                if preempted or (stop_after is not None and stop_after <= step < total):
+                    status = "preempted" if preempted else "stopped"
                     break
     finally:
         ckpt.close()  # waits for pending async saves
