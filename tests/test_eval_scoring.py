@@ -43,6 +43,17 @@ def test_matches_direct_forward_with_ragged_and_truncated_rows(params):
         assert gr[i] == ref_greedy
 
 
+def test_requests_sharing_inputs_are_scored_as_alternatives(params):
+    """MMLU-style: one context, single-token choices (and a duplicate); multi-token ones differing at the end."""
+    ctx, stem = [2, 40, 41, 42], [50, 51]
+    reqs = [(ctx, [t]) for t in (60, 61, 62, 63, 60)] + [(ctx, stem + [t]) for t in (70, 71, 72)] + [([2, 9], [9])]
+    lp, gr = scoring.loglikelihood(params, CFG, [r[0] for r in reqs], [r[1] for r in reqs])
+    for i, (c, k) in enumerate(reqs):
+        ref, ref_greedy = _direct(params, c, k)
+        np.testing.assert_allclose(lp[i], ref, rtol=1e-5, atol=1e-4, err_msg=f"request {i}")
+        assert gr[i] == ref_greedy
+
+
 def test_greedy_flag_true_for_the_models_own_argmax(params):
     ctx = [2, 50, 60]
     logits = forward(params, np.array([ctx + [0] * (CFG.max_seq_len - 3)], np.int32), CFG)

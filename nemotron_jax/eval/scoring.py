@@ -2,11 +2,12 @@
 
     rows = [ctx + cont] sorted by length (longest first)
     for each batch: T = next_pow2(longest row), B = pow2 rows fitting the token budget
-        tokens = row[:-1] (right padding); C = next_pow2(longest continuation)
+        rows with identical input tokens (ctx + cont[:-1]) share one row; their final targets are alternatives
+        tokens = row[:-1] (right padding); C = next_pow2(longest continuation); A = next_pow2(most alternatives)
         hidden = forward_hidden(tokens); logits = lm_head(hidden at the last C positions of each row)
-        logp, greedy = masked sums over the continuation's targets       # one compile per (B, T, C) bucket
+        logp, greedy = masked sums over the continuation's targets     # one compile per (B, T, C, A) bucket
 
-Only a handful of (B, T, C) shapes ever reach the compiler, so a whole benchmark compiles a few times, not once per
+Only a handful of (B, T, C, A) shapes ever reach the compiler, so a whole benchmark compiles a few times, not once per
 example. A continuation is "greedy" when every one of its tokens is the argmax of the model's distribution.
 """
 
@@ -72,20 +73,26 @@ def plan_batches(lengths: Sequence[int], max_len: int, policy: BucketPolicy) -> 
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
-def score_batch(params: Params, tokens: Int[Array, "B T"], targets: Int[Array, "B C"], mask: Float[Array, "B C"],
-                starts: Int[Array, "B"], cfg: ModelConfig) -> tuple[Float[Array, "B"], Bool[Array, "B"]]:
-    """Summed masked log-probs per row over a window of C positions from `starts`, and whether all are argmax.
+def score_batch(params: Params, tokens: Int[Array, "B T"], targets: Int[Array, "B C"], body: Float[Array, "B C"],
+                starts: Int[Array, "B"], last: Int[Array, "B"], alts: Int[Array, "B A"],
+                cfg: ModelConfig) -> tuple[Float[Array, "B A"], Bool[Array, "B A"]]:
+    """Log-likelihood of each row's continuation for A alternative final tokens, and whether it is all argmax.
 
-    Only the window goes through the output matrix and log-softmax: with a large vocabulary those dominate the
-    cost of scoring a few continuation tokens at the end of a long context.
+    The window of C positions from `starts` holds the continuation's targets: `body` masks all but its final
+    target, which sits at window index `last` and is taken from `alts` (requests that share every input token
+    differ only there, so one row scores them all: MMLU's " A"/" B"/" C"/" D" cost one forward, not four).
+    Only the window goes through the output matrix and log-softmax, which dominate with a large vocabulary.
     """
     hidden = forward_hidden(params, tokens, cfg)  # [B, T, D]
     idx = jnp.clip(starts[:, None] + jnp.arange(targets.shape[1])[None, :], 0, tokens.shape[1] - 1)  # [B, C]
     window = jnp.take_along_axis(hidden, idx[..., None], axis=1)  # [B, C, D]
-    logits = LMHead(cfg).apply({"params": params["lm_head"]}, window)
-    logp = jnp.sum(token_logps(logits, targets) * mask, axis=-1)
-    greedy = jnp.all((jnp.argmax(logits, axis=-1) == targets) | (mask == 0), axis=-1)
-    return logp, greedy
+    logits = LMHead(cfg).apply({"params": params["lm_head"]}, window)  # [B, C, V] fp32
+    body_logp = jnp.sum(token_logps(logits, targets) * body, axis=-1)  # [B]
+    body_greedy = jnp.all((jnp.argmax(logits, axis=-1) == targets) | (body == 0), axis=-1)  # [B]
+    final = jnp.take_along_axis(logits, last[:, None, None], axis=1)[:, 0]  # [B, V]
+    alt_logp = jnp.take_along_axis(final, alts, axis=-1) - jax.nn.logsumexp(final, axis=-1, keepdims=True)
+    alt_greedy = jnp.argmax(final, axis=-1)[:, None] == alts  # [B, A]
+    return body_logp[:, None] + alt_logp, body_greedy[:, None] & alt_greedy
 
 
 def _row(ctx: Sequence[int], cont: Sequence[int], max_len: int, i: int) -> tuple[list[int], int]:
@@ -113,20 +120,29 @@ def loglikelihood(params: Params, cfg: ModelConfig, contexts: Sequence[Sequence[
         raise ValueError(f"{len(contexts)} contexts but {len(continuations)} continuations")
     max_len = cfg.max_seq_len
     rows = [_row(c, k, max_len, i) for i, (c, k) in enumerate(zip(contexts, continuations))]
+    groups: dict[tuple[tuple[int, ...], int], list[int]] = {}  # (input tokens, n_cont) -> requests
+    for i, (row, n_cont) in enumerate(rows):
+        groups.setdefault((tuple(row[:-1]), n_cont), []).append(i)
+    keys = list(groups)
     logps, greedy = np.zeros(len(rows), np.float64), np.zeros(len(rows), bool)
-    for idx, b, t in plan_batches([len(r) - 1 for r, _ in rows], max_len, policy):
-        c = min(max(next_pow2(max(rows[i][1] for i in idx)), 4), t)  # scored window, a power of two too
-        tokens, starts = np.zeros((b, t), np.int32), np.zeros(b, np.int32)
-        targets, mask = np.zeros((b, c), np.int32), np.zeros((b, c), np.float32)
-        for j, i in enumerate(idx):
-            row, n_cont = rows[i]
-            n = len(row) - 1
+    for idx, b, t in plan_batches([len(k[0]) for k in keys], max_len, policy):
+        c = min(max(next_pow2(max(keys[g][1] for g in idx)), 4), t)  # scored window, a power of two too
+        a = next_pow2(max(len(groups[keys[g]]) for g in idx))
+        tokens, targets, body = (np.zeros((b, t), np.int32), np.zeros((b, c), np.int32), np.zeros((b, c), np.float32))
+        starts, last, alts = np.zeros(b, np.int32), np.zeros(b, np.int32), np.zeros((b, a), np.int32)
+        for j, g in enumerate(idx):
+            (inputs, n_cont), members = keys[g], groups[keys[g]]
+            n, row = len(inputs), rows[members[0]][0]
             starts[j] = start = max(0, n - c)
-            tokens[j, :n] = row[:-1]
+            tokens[j, :n] = inputs
             targets[j, :n - start] = row[start + 1:]
-            mask[j, n - n_cont - start:n - start] = 1.0
-        lp, gr = jax.device_get(score_batch(params, tokens, targets, mask, starts, cfg))
-        logps[idx], greedy[idx] = lp[:len(idx)], gr[:len(idx)]
+            body[j, n - n_cont - start:n - 1 - start] = 1.0
+            last[j] = n - 1 - start
+            alts[j, :len(members)] = [rows[m][0][-1] for m in members]
+        lp, gr = jax.device_get(score_batch(params, tokens, targets, body, starts, last, alts, cfg))
+        for j, g in enumerate(idx):
+            members = groups[keys[g]]
+            logps[members], greedy[members] = lp[j, :len(members)], gr[j, :len(members)]
     return logps, greedy
 
 
