@@ -61,12 +61,14 @@ def test_split_share_matches_heldout_fraction():
     assert abs(share - 0.2) < 0.01
 
 
-def test_quiz_documents_never_ask_heldout_facts(tw):
+def test_quiz_documents_never_ask_heldout_questions(tw):
     corpus = "\n".join(d["text"] for d in tw.documents(400_000, blend={"english": 1.0}))
+    for task in T.LEARNABLE_TASKS:
+        held = tw.items(task, 40, split="heldout", unique=True)
+        train = tw.items(task, 40, split="train", unique=True)
+        assert held and not any(f"Q: {it.prompt}\nA: " in corpus for it in held), task
+        assert any(f"Q: {it.prompt}\nA: {it.answer}\n" in corpus for it in train), task  # quiz sheets exist
     held = tw.items("fact_recall", 40, split="heldout", unique=True)
-    train = tw.items("fact_recall", 40, split="train", unique=True)
-    assert held and not any(f"Q: {it.prompt}" in corpus for it in held)
-    assert any(f"Q: {it.prompt}" in corpus for it in train)  # the quiz sheets exist
     # but every held-out fact is stated in the corpus (it is world knowledge)
     for it in held:
         subject = it.id.split("/")[1].split("|")[0]
@@ -193,6 +195,8 @@ def test_judge_scores_prompt_records(tw):
     good, bad = T.ToyWorld.judge(rec, T.oracle_response(p)), T.ToyWorld.judge(rec, "no idea, sorry")
     assert good["correct"] and all(good["followed"]) and good["helpfulness"] == 4
     assert not bad["correct"] and bad["reward"] < good["reward"]
+    with pytest.raises(ValueError, match="no toy-world 'meta'"):
+        T.ToyWorld.judge({"id": "x", "prompt": "hi"}, "7")
 
 
 # ---- corpus --------------------------------------------------------------------------------------------------------
@@ -356,3 +360,18 @@ def test_two_turn_chats_answer_both_turns(tw):
         reply = r["messages"][3]["content"]
         assert second.item.check(reply) and all(second.follows(reply))
         assert T.split_of(7, second.item.id, 0.2) == "train"
+
+
+def test_all_items_enumerates_each_finite_split_exactly(tw):
+    from nemotron_jax.data.toyworld.tasks import all_items
+
+    for task in T.LEARNABLE_TASKS:
+        train = all_items(tw.world, task, split="train", seed=7, heldout_fraction=0.2)
+        held = all_items(tw.world, task, split="heldout", seed=7, heldout_fraction=0.2)
+        ids_t, ids_h = {it.id for it in train}, {it.id for it in held}
+        assert len(ids_t) == len(train) and len(ids_h) == len(held) and not ids_t & ids_h
+        sampled = {it.id for it in tw.items(task, 30, split="heldout")}
+        assert sampled <= ids_h  # the samplers draw from the same key space
+        assert all(it.check(it.answer) for it in train + held)
+    assert len(all_items(tw.world, "sum_1digit", split="train", seed=7, heldout_fraction=0.2)) + len(
+        all_items(tw.world, "sum_1digit", split="heldout", seed=7, heldout_fraction=0.2)) == 100

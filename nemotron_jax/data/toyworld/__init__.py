@@ -34,8 +34,8 @@ tokenizer)` is the corpus as a TextData blend of in-memory sources.
 
 Splits: an item's split is a seeded hash of its id, so held-out items never appear in any training record. The
 pretraining corpus is world *knowledge*: it states every fact (held-out facts too, as biographies) and practice
-sheets of sums and spellings, but its quiz sheets use training-split facts only; the held-out evaluation asks
-questions the alignment data never asked.
+sheets of sums and spellings, but its Q/A quiz sheets use training-split items only; the held-out evaluation asks
+questions that neither the quiz sheets nor the alignment data ever asked.
 """
 
 from nemotron_jax.data.toyworld.api import (PAIR_ATTRIBUTES, ToyWorld, check_task_response, prompt_from_meta,

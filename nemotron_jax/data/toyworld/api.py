@@ -247,6 +247,9 @@ class ToyWorld:
     @staticmethod
     def judge(record: Mapping[str, Any], response: str) -> Record:
         """Ground-truth + verifier judgement of a response to a prompt record with "meta" (SDG judge)."""
+        if not isinstance(record.get("meta"), Mapping) or "answer" not in record["meta"]:
+            raise ValueError(f"toy judge: record {str(record.get('id', ''))!r} has no toy-world 'meta' with an "
+                             f"answer; judge only records made by ToyWorld (preference_prompts, eval_ifeval, ...)")
         p = prompt_from_meta(record["meta"])
         a = assess(p, response)
         labels = helpsteer_labels(a)

@@ -4,8 +4,10 @@ Blending is deterministic deficit scheduling: the next document comes from the s
 share of the characters produced so far, so any prefix of the stream is within one document of the target blend.
 
 English documents: biographies (all five facts of a person, several paraphrases over the corpus), town and object
-pages, quiz sheets (Q/A lines, training-split facts only, so held-out fact questions never appear verbatim), and
-practice sheets (sums, spelling, reversal, capitals: world knowledge the tasks later ask for in chat form).
+pages, practice sheets (sums, spelling, reversal, capitals, letter counts) that state the knowledge of *every* item,
+and quiz sheets: "Q: <task prompt> / A: <answer>" lines over the *training split* of the learnable tasks only, so a
+held-out question never appears verbatim. Stating all knowledge while asking about part of it is the mix that lets a
+model answer questions about the rest (knowledge extraction needs QA-format exposure during pretraining).
 Lingo documents: biographies and sums in the invented language. Code documents: traced programs and small functions.
 """
 
@@ -15,24 +17,24 @@ import random
 from typing import Iterator, Mapping
 
 from nemotron_jax.data.toyworld import programs, text
-from nemotron_jax.data.toyworld.tasks import split_of
-from nemotron_jax.data.toyworld.world import Fact, World
+from nemotron_jax.data.toyworld.tasks import LEARNABLE_TASKS, all_items
+from nemotron_jax.data.toyworld.world import World
 
 SOURCES = ("english", "lingo", "code")
 DEFAULT_BLEND = {"english": 0.70, "lingo": 0.15, "code": 0.15}
 
 
-def english_document(rng: random.Random, world: World, words: tuple[str, ...], quiz_facts: list[Fact]) -> str:
-    """One English document of a randomly chosen kind (biography-heavy)."""
+def english_document(rng: random.Random, world: World, words: tuple[str, ...], quiz: list[tuple[str, str]]) -> str:
+    """One English document of a randomly chosen kind (biographies 40%, pages 20%, quiz 20%, practice 20%)."""
     r = rng.random()
-    if r < 0.45:
+    if r < 0.4:
         return text.english_biography(rng, world, rng.choice(world.people))
-    if r < 0.55:
+    if r < 0.5:
         return text.english_place_page(rng, world, rng.randrange(len(world.places)))
-    if r < 0.65:
+    if r < 0.6:
         return text.english_thing_page(rng, world, rng.randrange(len(world.things)))
-    if r < 0.8 and quiz_facts:
-        return text.english_qa(rng, quiz_facts, rng.randint(3, 6))
+    if r < 0.8 and quiz:
+        return text.english_qa(rng, quiz, rng.randint(3, 6))
     return text.english_exercises(rng, words, rng.randint(4, 8))
 
 
@@ -59,7 +61,8 @@ def documents(world: World, *, seed: int, lexicon: dict[str, str], words: tuple[
               ) -> Iterator[dict[str, str]]:
     """Yield {"text", "source"} documents until `n_chars` characters, blended by characters as `blend` says."""
     shares = check_blend(blend)
-    quiz = [f for f in world.facts() if split_of(seed, f"fact_recall/{f.key}", heldout_fraction) == "train"]
+    quiz = [(it.prompt, it.answer) for task in LEARNABLE_TASKS
+            for it in all_items(world, task, split="train", seed=seed, heldout_fraction=heldout_fraction)]
     rngs = {s: random.Random(f"toyworld:{seed}:corpus:{stream}:{s}") for s in shares}
     makers = {
         "english": lambda r: english_document(r, world, words, quiz),

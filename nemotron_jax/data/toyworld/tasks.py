@@ -105,32 +105,36 @@ def _numeric_distractors(n: int) -> tuple[str, ...]:
     return tuple(str(v) for v in (n + 1, n - 1, n + 2, n + 10) if v >= 0 and v != n)[:3]
 
 
-def _fact_item(world: World, rng: random.Random) -> TaskItem:
-    f = rng.choice(world.facts())
+def _fact_item(world: World, rng: random.Random, key: Optional[tuple] = None) -> TaskItem:
+    f = key[0] if key else rng.choice(world.facts())
     pool = [v for v in world.values_of(f.relation) if v != f.value]
     explanation = ENGLISH_TEMPLATES[f.relation][0].format(s=f.subject, v=f.value)
     return TaskItem("fact_recall", f"fact_recall/{f.key}", QUESTIONS[f.relation].format(s=f.subject), f.value,
                     explanation[0].upper() + explanation[1:], tuple(rng.sample(pool, min(3, len(pool)))), 1)
 
 
-def _letter_count_item(world: World, rng: random.Random) -> TaskItem:
-    w = rng.choice(word_pool(world))
-    c = rng.choice(w) if rng.random() < 0.85 else rng.choice([x for x in "abcdefghijklmnopqrstuvwxyz" if x not in w])
+def _letter_count_item(world: World, rng: random.Random, key: Optional[tuple] = None) -> TaskItem:
+    if key:
+        w, c = key
+    else:
+        w = rng.choice(word_pool(world))
+        c = rng.choice(w) if rng.random() < 0.85 else rng.choice([x for x in "abcdefghijklmnopqrstuvwxyz"
+                                                                   if x not in w])
     n = w.count(c)
     return TaskItem("letter_count", f"letter_count/{w}/{c}", f"How many times does the letter {c} appear in {w}?",
                     str(n), f"The letter {c} appears {n} {'time' if n == 1 else 'times'} in {w}.",
                     _numeric_distractors(n), 1)
 
 
-def _uppercase_item(world: World, rng: random.Random) -> TaskItem:
-    w = rng.choice(word_pool(world))
+def _uppercase_item(world: World, rng: random.Random, key: Optional[tuple] = None) -> TaskItem:
+    w = key[0] if key else rng.choice(word_pool(world))
     wrong = (w, w.capitalize(), w[:-1].upper() + w[-1])
     return TaskItem("uppercase", f"uppercase/{w}", f"Write {w} in capital letters.", w.upper(),
                     f"Every letter of {w} becomes a capital letter.", wrong, 1, case_sensitive=True)
 
 
-def _reverse_item(world: World, rng: random.Random) -> TaskItem:
-    w = rng.choice(word_pool(world))
+def _reverse_item(world: World, rng: random.Random, key: Optional[tuple] = None) -> TaskItem:
+    w = key[0] if key else rng.choice(word_pool(world))
     r = w[::-1]
     swapped = r[1] + r[0] + r[2:]
     wrong = tuple(x for x in dict.fromkeys((w, swapped, r[:-1], r + r[-1])) if x.lower() != r)
@@ -138,9 +142,9 @@ def _reverse_item(world: World, rng: random.Random) -> TaskItem:
                     f"Reading {w} from the last letter to the first gives {r}.", wrong, 1)
 
 
-def _sum_item(lo: int, hi: int, task: str, difficulty: int) -> Callable[[World, random.Random], TaskItem]:
-    def make(world: World, rng: random.Random) -> TaskItem:
-        a, b = rng.randint(lo, hi), rng.randint(lo, hi)
+def _sum_item(lo: int, hi: int, task: str, difficulty: int) -> Callable[..., TaskItem]:
+    def make(world: World, rng: random.Random, key: Optional[tuple] = None) -> TaskItem:
+        a, b = key if key else (rng.randint(lo, hi), rng.randint(lo, hi))
         return TaskItem(task, f"{task}/{a}+{b}", f"What is {a} + {b}?", str(a + b),
                         f"Adding {a} and {b} gives {a + b}.", _numeric_distractors(a + b), difficulty)
     return make
@@ -166,7 +170,7 @@ def _code_write_item(world: World, rng: random.Random) -> TaskItem:
                     prompt, t.solution, "", wrong, 3, case_sensitive=True, function=t)
 
 
-TASK_MAKERS: dict[str, Callable[[World, random.Random], TaskItem]] = {
+TASK_MAKERS: dict[str, Callable[..., TaskItem]] = {
     "fact_recall": _fact_item,
     "letter_count": _letter_count_item,
     "uppercase": _uppercase_item,
@@ -201,3 +205,23 @@ def sample_items(world: World, task: str, n: int, *, split: str, seed: int, held
         raise ValueError(f"task {task!r} has no {split} items (heldout_fraction={heldout_fraction}); "
                          f"use a fraction strictly between 0 and 1")
     return out
+
+
+# Every key of the finite tasks (used for quiz sheets over the whole training split).
+TASK_KEYS: dict[str, Callable[[World], list[tuple]]] = {
+    "fact_recall": lambda world: [(f,) for f in world.facts()],
+    "letter_count": lambda world: [(w, c) for w in word_pool(world) for c in sorted(set(w))],
+    "uppercase": lambda world: [(w,) for w in word_pool(world)],
+    "reverse": lambda world: [(w,) for w in word_pool(world)],
+    "sum_1digit": lambda world: [(a, b) for a in range(10) for b in range(10)],
+}
+
+
+def all_items(world: World, task: str, *, split: str, seed: int, heldout_fraction: float) -> list[TaskItem]:
+    """Every item of a finite task in one split, in a fixed order."""
+    if task not in TASK_KEYS:
+        raise ValueError(f"task {task!r} is not finite; enumerable tasks: {sorted(TASK_KEYS)}")
+    rng = random.Random(f"toyworld:{seed}:{task}:all")
+    items = (TASK_MAKERS[task](world, rng, key) for key in TASK_KEYS[task](world))
+    return [dataclasses.replace(it, split=split) for it in items
+            if split_of(seed, it.id, heldout_fraction) == split]

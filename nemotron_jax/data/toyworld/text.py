@@ -108,12 +108,9 @@ def english_thing_page(rng: random.Random, world: World, thing_index: int) -> st
     return " ".join(out)
 
 
-def english_qa(rng: random.Random, facts: list[Fact], n: int) -> str:
-    """A quiz sheet: `n` question/answer lines about the given facts."""
-    lines = []
-    for f in rng.sample(facts, min(n, len(facts))):
-        lines.append(f"Q: {QUESTIONS[f.relation].format(s=f.subject)}\nA: {f.value}")
-    return "\n".join(lines)
+def english_qa(rng: random.Random, pairs: list[tuple[str, str]], n: int) -> str:
+    """A quiz sheet: `n` "Q: question / A: answer" pairs drawn from `pairs`."""
+    return "\n".join(f"Q: {q}\nA: {a}" for q, a in rng.sample(pairs, min(n, len(pairs))))
 
 
 def english_exercises(rng: random.Random, words: tuple[str, ...], n: int) -> str:
