@@ -90,8 +90,11 @@ def test_nonfinite_steps_are_skipped_then_stop_the_run(rows_file, tmp_path):
 
 
 def test_metrics_jsonl_and_mfu(rows_file, tmp_path):
-    exp = experiment(rows_file, tmp_path, logging=C.LoggingConfig(every=1, progress=True, peak_flops=1e12))
+    exp = experiment(rows_file, tmp_path,
+                     logging=C.LoggingConfig(every=1, progress=True, tensorboard=True, peak_flops=1e12))
     run(exp, stop_after=2)
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert (tmp_path / "loss_curve.png").stat().st_size > 1000
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2]
     for key in ("loss", "grad_norm", "lr", "batch_size", "tokens_per_s", "step_time_s", "mfu"):
