@@ -195,3 +195,21 @@ def test_sharded_in_step_reference_equals_single_device_cached(files, tmp_path):
         losses[mode] = _losses(run(exp))
     np.testing.assert_allclose(losses["on_the_fly"], losses["cached"], rtol=2e-5)
     assert losses["cached"][-1] < losses["cached"][0]
+
+
+def test_rpo_rewards_scored_by_reward_model_when_data_has_none(files, tmp_path):
+    from nemotron_jax.checkpoint.params_io import save_params
+
+    rm = heads.init_reward_params(MODEL, jax.random.key(3))
+    save_params(tmp_path / "rm", rm, MODEL)
+    rows = [{"prompt": f"say {w}", "chosen": f"yes {w}", "rejected": f"no {w} {w}"} for w in WORDS[:4]]
+    data = C.PreferenceData(paths=(_jsonl(tmp_path / "norew.jsonl", rows),), tokenizer=files["tok"],
+                            reward_model=str(tmp_path / "rm"), shuffle=False)
+    task = make_task(_exp(tmp_path, data, C.RPO(iterations=1, reference="on_the_fly"), steps=1, lr=0.0))
+    batch = next(task.data_iterator(rows=4))
+    tok = Tokenizer.load(files["tok"])
+    prompts = [r["prompt"] for r in rows]
+    want = {side: heads.score_conversations(rm, MODEL, tok, prompts, [r[side] for r in rows])["reward"]
+            for side in ("chosen", "rejected")}
+    np.testing.assert_allclose(batch["chosen_reward"], want["chosen"], rtol=1e-5)
+    np.testing.assert_allclose(batch["rejected_reward"], want["rejected"], rtol=1e-5)

@@ -311,7 +311,8 @@ def reference_logps(ref_params: Params, cfg: ModelConfig, table: PairTable, *, s
 
 
 def _fingerprint(table: PairTable, ref_params: Params, cfg: ModelConfig, seq_len: int) -> str:
-    """Hash of the encoded pairs, the reference weights and the model shape: a cache key that cannot go stale."""
+    """Hash of the encoded pairs, a digest of the reference weights (first element + |sum| per leaf) and the model
+    shape: a new dataset, reference checkpoint or model gets a new cache file."""
     h = hashlib.sha256(json.dumps([dataclasses.asdict(cfg), seq_len]).encode())
     for side in SIDES:
         for ids, trained in getattr(table, side):
