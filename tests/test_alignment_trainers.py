@@ -1,6 +1,7 @@
 """Alignment trainers through the one loop: SFT, DPO, RPO (+ iterations), reward regression and Bradley-Terry."""
 
 import json
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -213,3 +214,23 @@ def test_rpo_rewards_scored_by_reward_model_when_data_has_none(files, tmp_path):
             for side in ("chosen", "rejected")}
     np.testing.assert_allclose(batch["chosen_reward"], want["chosen"], rtol=1e-5)
     np.testing.assert_allclose(batch["rejected_reward"], want["rejected"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("size", ["nemotron4_340b", "nemotron4_15b"])
+def test_paper_experiment_files_carry_the_papers_hyperparameters(size):
+    from nemotron_jax.train.cli import load_experiment_file
+
+    root = Path(__file__).resolve().parents[1] / "experiments" / size
+    load = lambda name: load_experiment_file(root / f"{name}.py")
+    rm, code, general, dpo, rpo = (load(n) for n in ("reward_model", "sft_code", "sft_general", "dpo", "rpo"))
+    assert isinstance(rm.loss, C.RewardRegression) and rm.loss.num_attributes == 5 and rm.batch.global_batch == 128
+    assert rm.train_samples == 2 * 20_324  # 2 epochs of HelpSteer2
+    assert (code.optim.lr, code.optim.schedule, code.batch.global_batch, code.train_samples) == \
+        (3e-7, "constant", 128, 800_000)
+    assert general.init_from == code.out_dir and general.data.replay_fraction == 0.02
+    assert 1e-7 <= general.optim.lr <= 5e-7 and general.train_samples == 3 * 200_000
+    assert dpo.init_from == general.out_dir and dpo.batch.global_batch == 256 and dpo.train_samples == 160_000
+    assert 3e-4 <= dpo.loss.beta <= 3e-3 and 1e-5 <= dpo.loss.sft_weight <= 1e-3 and 3e-8 <= dpo.optim.lr <= 3e-7
+    assert rpo.init_from == dpo.out_dir and rpo.loss.kind == "rpo_bwd_kl" and rpo.loss.iterations == 3
+    assert (rpo.loss.eta, rpo.loss.sft_weight, rpo.optim.lr, rpo.train_samples) == (1.0, 1e-5, 3e-7, 300_000)
+    assert 1e-3 <= rpo.loss.beta <= 1
