@@ -234,3 +234,17 @@ def test_paper_experiment_files_carry_the_papers_hyperparameters(size):
     assert rpo.init_from == dpo.out_dir and rpo.loss.kind == "rpo_bwd_kl" and rpo.loss.iterations == 3
     assert (rpo.loss.eta, rpo.loss.sft_weight, rpo.optim.lr, rpo.train_samples) == (1.0, 1e-5, 3e-7, 300_000)
     assert 1e-3 <= rpo.loss.beta <= 1
+
+
+def test_overlong_pairs_are_dropped_and_reported(files, caplog):
+    tok = Tokenizer.load(files["tok"])
+    pairs = [chat.PreferencePair(({"role": "user", "content": "say sun"},), "yes sun", "no sun"),
+             chat.PreferencePair(({"role": "user", "content": "say sun"},), "sun " * 200, "no")]
+    with caplog.at_level("WARNING"):
+        table = A.encode_pairs(tok, pairs, SEQ)
+    assert len(table) == 1 and table.dropped == 1 and "dropped 1 of 2" in caplog.text
+    batch = A.pair_batch(table, np.array([0]), SEQ, tok.pad_id)
+    ids, trained = chat.encode_response(tok, pairs[0].prompt, "yes sun")
+    np.testing.assert_array_equal(batch["chosen_targets"][0, :len(ids) - 1], ids[1:])
+    np.testing.assert_array_equal(batch["chosen_loss_mask"][0, :len(ids) - 1], trained[1:])
+    assert batch["chosen_loss_mask"][0].sum() == trained.sum()  # only the response and its closing marker

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -44,6 +45,7 @@ from nemotron_jax.train.tasks import Task, model_forward, next_token_loss, regis
 Params = Any
 Batch = dict[str, np.ndarray]
 SIDES = ("chosen", "rejected")
+log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -227,6 +229,9 @@ def encode_pairs(tok: Any, pairs: Sequence[chat.PreferencePair], seq_len: int, *
             chosen.append(c), rejected.append(r), keep.append(i)
     if not keep:
         raise ConfigError(f"every preference pair is longer than batch.seq_len={seq_len}; raise it")
+    if len(keep) < len(pairs):
+        log.warning("dropped %d of %d preference pairs longer than seq_len=%d", len(pairs) - len(keep), len(pairs),
+                    seq_len)
     have = all(pairs[i].chosen_reward is not None for i in keep)
     rew = lambda side: np.asarray([getattr(pairs[i], side) for i in keep], np.float32) if have else None
     return PairTable(chosen, rejected, rew("chosen_reward"), rew("rejected_reward"), len(pairs) - len(keep))
@@ -515,6 +520,9 @@ def reward_regression_task(exp: Experiment) -> Task:
     keep = [i for i, x in enumerate(ids) if len(x) <= exp.batch.seq_len]
     if not keep:
         raise ConfigError(f"every HelpSteer row is longer than batch.seq_len={exp.batch.seq_len}")
+    if len(keep) < len(ids):
+        log.warning("dropped %d of %d HelpSteer rows longer than seq_len=%d", len(ids) - len(keep), len(ids),
+                    exp.batch.seq_len)
     labels = np.asarray([rated[i].labels for i in keep], np.float32)
     ids = [ids[i] for i in keep]
 
