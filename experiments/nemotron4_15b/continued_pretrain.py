@@ -18,7 +18,7 @@ CONFIG = dataclasses.replace(
     PRETRAIN,
     name="nemotron4_15b_continued_pretrain",
     data=BLEND,
-    batch=C.BatchConfig(global_batch=512, seq_len=4096, micro_batch=4),
+    batch=C.BatchConfig(global_batch=512, seq_len=4096, micro_batch=1),
     optim=dataclasses.replace(PRETRAIN.optim, lr=3e-5, min_lr=0.0, schedule="wsd", warmup_steps=50,
                               wsd_decay_fraction=0.8, wsd_decay_shape="sqrt"),
     train_tokens=1 * 10**12,
