@@ -1,7 +1,7 @@
 """SDG items/s against this project's server on loopback, at several pipeline concurrencies.
 
     python benchmarks/sdg_throughput.py [--preset toy-tiny] [--items 96] [--concurrency 1 8 32] [--max-tokens 16]
-                                        [--inprocess]
+                                        [--inprocess | --no-keep-alive]
 
 Starts `nemotron-jax serve --preset P --random-init` on a free port, then for each concurrency runs the pipeline
 seed -> to_prompt -> responses(k samples) with the cache off (every item is a real request), after a warm-up run at
@@ -62,15 +62,18 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=16)
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     p.add_argument("--inprocess", action="store_true", help="in-process backend instead of the HTTP server")
+    p.add_argument("--no-keep-alive", action="store_true", help="a new HTTP connection per request")
     args = p.parse_args()
     if args.inprocess:
         proc, model = start_inprocess(args.preset)
         where = "in-process"
     else:
         proc, where = start_server(args.preset)
-        model = {"backend": "openai", "base_url": where, "model": args.preset, "max_in_flight": 256}
+        model = {"backend": "openai", "base_url": where, "model": args.preset, "max_in_flight": 256,
+                 "keep_alive": not args.no_keep_alive}
     try:
-        print(f"{where} preset={args.preset} items={args.items} k={args.k} max_tokens={args.max_tokens}")
+        print(f"{where} preset={args.preset} items={args.items} k={args.k} max_tokens={args.max_tokens} "
+              f"keep_alive={not args.no_keep_alive}")
         print("| concurrency | items/s | wall s | retries |\n|---|---|---|---|")
         with tempfile.TemporaryDirectory() as tmp:
             c = 1

@@ -87,8 +87,10 @@ def test_sampling_rejects_bad_values() -> None:
 class _FakeOpenAI(BaseHTTPRequestHandler):
     """A tiny OpenAI-shaped endpoint: 503 on the first call, then echoes; /reward scores by length."""
 
+    protocol_version = "HTTP/1.1"  # keep-alive, like nemotron-jax serve
     calls = 0
     seen: list = []
+    ports: set = set()
 
     def log_message(self, *a):
         pass
@@ -96,13 +98,11 @@ class _FakeOpenAI(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).seen.append((self.path, self.headers.get("Authorization"), body))
+        type(self).ports.add(self.client_address[1])
         type(self).calls += 1
         if type(self).calls == 1:
-            self.send_response(503)
-            self.end_headers()
-            self.wfile.write(b'{"error": {"message": "busy"}}')
-            return
-        if body.get("model") != "m":
+            out, status = {"error": {"message": "busy"}}, 503
+        elif body.get("model") != "m":
             out, status = {"error": {"message": "unknown model"}}, 404
         elif self.path == "/v1/chat/completions":
             out, status = {"choices": [{"index": i, "message": {"role": "assistant", "content": f"c{i}"}}
@@ -133,6 +133,11 @@ def test_openai_backend_over_http_with_retry_auth_and_errors(monkeypatch) -> Non
         assert client.reward([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]) == (
             1.5, {"helpfulness": 2.0})
         assert _FakeOpenAI.seen[-1][0] == "/v1/reward" and _FakeOpenAI.seen[-1][1] == "Bearer sekrit"
+        assert len(_FakeOpenAI.ports) == 1  # one kept-alive connection served all four requests
+        _FakeOpenAI.ports.clear()
+        fresh = C.ModelClient(C.make_backend({"backend": "openai", "base_url": base, "model": "m",
+                                              "keep_alive": False}))
+        assert [fresh.complete(s) for s in ("x", "y")] == [["x!"], ["y!"]] and len(_FakeOpenAI.ports) == 2
         bad = C.ModelClient(C.OpenAIBackend(base, "other"), sleep=lambda s: None)
         with pytest.raises(C.ClientError, match="404.*unknown model"):
             bad.complete("x")
@@ -186,3 +191,24 @@ def test_in_process_api_errors_map_to_client_and_transient_errors() -> None:
     with pytest.raises(C.TransientError):
         flaky.complete("x")
     assert flaky.stats.retries == 1
+
+
+class _Forgetful(_FakeOpenAI):
+    """Answers, then drops the connection without saying so (like a restarted server or an idle timeout)."""
+
+    def do_POST(self):
+        type(self).calls = 1  # never the 503 branch
+        super().do_POST()
+        self.close_connection = True
+
+
+def test_a_silently_closed_keep_alive_connection_is_reopened() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Forgetful)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = C.ModelClient(C.OpenAIBackend(f"http://127.0.0.1:{server.server_address[1]}/v1", "m"),
+                               max_retries=0)
+        assert [client.complete(s) for s in ("a", "b", "c")] == [["a!"], ["b!"], ["c!"]]
+        assert client.stats.retries == 0
+    finally:
+        server.shutdown()

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import http.client
 import json
 import os
 import sqlite3
 import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Mapping, Optional, Protocol, Sequence, TypeVar
 
@@ -80,15 +80,28 @@ _TRANSIENT_HTTP = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
 class OpenAIBackend:
-    """An OpenAI-compatible HTTP endpoint (stdlib urllib; no SDK needed). Key from `api_key` or the env var."""
+    """An OpenAI-compatible HTTP endpoint (stdlib http.client; no SDK). Key from `api_key` or the env var.
+
+    Each thread keeps one keep-alive connection (HTTP/1.1), so a pipeline does not pay a TCP handshake per request;
+    a connection the server closed is reopened once before the failure counts as transient. `keep_alive=False`
+    opens a connection per request (for servers that answer in two TCP segments without TCP_NODELAY, where
+    Nagle's algorithm and delayed ACKs add ~40 ms to every kept-alive request).
+    """
 
     def __init__(self, base_url: str, model: str, *, api_key: Optional[str] = None,
-                 api_key_env: str = "OPENAI_API_KEY", timeout_s: float = 120.0, reward_path: str = "/reward"):
+                 api_key_env: str = "OPENAI_API_KEY", timeout_s: float = 120.0, reward_path: str = "/reward",
+                 keep_alive: bool = True):
         self.base_url = base_url.rstrip("/")
+        url = urllib.parse.urlsplit(self.base_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"base_url must look like http://host:port/v1, got {base_url!r}")
+        self._scheme, self._host, self._port, self._prefix = url.scheme, url.hostname, url.port, url.path
         self.name = model
         self.api_key = api_key if api_key is not None else os.environ.get(api_key_env, "")
         self.timeout_s = timeout_s
         self.reward_path = reward_path
+        self.keep_alive = keep_alive
+        self._local = threading.local()
 
     def request(self, kind: str, payload: dict) -> dict:
         if kind == "reward":
@@ -103,21 +116,41 @@ class OpenAIBackend:
         texts = [c["message"]["content"] if kind == "chat" else c["text"] for c in choices]
         return {"texts": texts}
 
+    def _connection(self, fresh: bool = False) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or fresh:
+            if conn is not None:
+                conn.close()
+            cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+            conn = cls(self._host, self._port, timeout=self.timeout_s)
+            self._local.conn = conn
+        return conn
+
     def _post(self, path: str, body: dict) -> dict:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(self.base_url + path, data=json.dumps(body).encode(), headers=headers,
-                                     method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as e:
-            detail = e.read().decode(errors="replace")[:500]
-            err = TransientError if e.code in _TRANSIENT_HTTP else ClientError
-            raise err(f"POST {self.base_url + path} -> HTTP {e.code}: {detail}") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
-            raise TransientError(f"POST {self.base_url + path} failed: {e}") from None
+        if not self.keep_alive:
+            headers["Connection"] = "close"
+        data, where = json.dumps(body).encode(), self.base_url + path
+        for attempt in range(2):
+            try:
+                conn = self._connection(fresh=attempt > 0)
+                conn.request("POST", self._prefix + path, body=data, headers=headers)
+                resp = conn.getresponse()
+                status, raw = resp.status, resp.read()
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
+                if attempt == 1:  # a kept-alive connection may have been closed by the server: reopen once
+                    self._connection(fresh=True)
+                    raise TransientError(f"POST {where} failed: {e}") from None
+            except (TimeoutError, OSError, http.client.HTTPException) as e:
+                self._connection(fresh=True)
+                raise TransientError(f"POST {where} failed: {e}") from None
+        if status >= 400:
+            err = TransientError if status in _TRANSIENT_HTTP else ClientError
+            raise err(f"POST {where} -> HTTP {status}: {raw.decode(errors='replace')[:500]}")
+        return json.loads(raw)
 
 
 class InProcessBackend:
@@ -311,7 +344,7 @@ def map_concurrent(fn: Callable[[T], R], items: Sequence[T], concurrency: int) -
 def make_backend(spec: Mapping[str, Any]) -> Backend:
     """A backend from a config dict: {"backend": "openai"|"inprocess"|"scripted", ...}.
 
-    openai:    base_url (or env NEMOTRON_SDG_BASE_URL), model, api_key_env, timeout_s, reward_path
+    openai:    base_url (or env NEMOTRON_SDG_BASE_URL), model, api_key_env, timeout_s, reward_path, keep_alive
     inprocess: factory = "module:function" returning an InProcessBackend (built lazily; loads a model)
     scripted:  script = "module:function" (kind, payload) -> dict; name
     """
@@ -323,7 +356,8 @@ def make_backend(spec: Mapping[str, Any]) -> Backend:
         return OpenAIBackend(base_url, spec.get("model", "default"), api_key=spec.get("api_key"),
                              api_key_env=spec.get("api_key_env", "OPENAI_API_KEY"),
                              timeout_s=float(spec.get("timeout_s", 120.0)),
-                             reward_path=spec.get("reward_path", "/reward"))
+                             reward_path=spec.get("reward_path", "/reward"),
+                             keep_alive=bool(spec.get("keep_alive", True)))
     if kind == "inprocess":
         return _resolve(spec["factory"])(**spec.get("args", {}))
     if kind == "scripted":
