@@ -113,14 +113,50 @@ def test_in_process_generator_is_greedy_decoding(params):
     with InferenceClient.from_params(params, CFG, TOK) as client:
         got = backends.CompletionsGenerator.in_process(client, batch=2).generate(prompts, max_tokens=n_new)
     for prompt, text in zip(prompts, got):
-        ids = [TOK.bos_id] + TOK.encode(prompt)
-        new = []
-        for _ in range(n_new):
-            x = np.zeros((1, CFG.max_seq_len), np.int32)
-            x[0, :len(ids)] = ids
-            nxt = int(np.argmax(forward(params, x, CFG)[0, len(ids) - 1]))
-            if nxt == TOK.eos_id:
-                break
-            ids.append(nxt)
-            new.append(nxt)
-        assert text == TOK.decode(new)
+        assert text == TOK.decode(_greedy_ids(params, [TOK.bos_id] + TOK.encode(prompt), n_new))
+
+
+def _greedy_ids(params, ids, n_new):
+    """Step-by-step argmax of `forward` (right-padded to the window), stopping at eos."""
+    ids, new = list(ids), []
+    for _ in range(n_new):
+        x = np.zeros((1, CFG.max_seq_len), np.int32)
+        x[0, :len(ids)] = ids
+        nxt = int(np.argmax(forward(params, x, CFG)[0, len(ids) - 1]))
+        if nxt == TOK.eos_id:
+            break
+        ids.append(nxt)
+        new.append(nxt)
+    return new
+
+
+@pytest.mark.slow
+def test_cli_against_the_projects_server(params, tmp_path, capsys):
+    """A stage given as a URL: GSM8K generation over HTTP is greedy decoding; MC is refused with a clear line."""
+    from nemotron_jax.eval import cli
+    from nemotron_jax.eval.generative import truncate_at_stop
+    from nemotron_jax.inference.server import build_service, make_server
+
+    service = build_service(CFG, params, TOK, "tiny", max_wait_ms=1.0)
+    srv = make_server(service, "127.0.0.1", 0)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.server_address[1]}/v1"  # no #model: the CLI asks /v1/models
+    try:
+        (tmp_path / "gsm.jsonl").write_text("".join(json.dumps({"question": f"{i}+{i}?", "answer": f"#### {2 * i}"})
+                                                    + "\n" for i in range(2)))
+        (tmp_path / "mmlu.jsonl").write_text(json.dumps({"question": "q", "choices": ["a", "b"], "answer": 0}) + "\n")
+        (tmp_path / "suite.json").write_text(json.dumps({"benchmarks": [
+            {"name": "G", "kind": "gsm8k", "path": "gsm.jsonl", "max_tokens": 4}]}))
+        assert cli.main(["run", "--suite", str(tmp_path / "suite.json"), "--stage", f"srv={url}",
+                         "--out", str(tmp_path / "o")]) == 0
+        detail = json.loads((tmp_path / "o" / "details" / "srv" / "G.json").read_text())
+        for i, row in enumerate(detail["results"]["predictions"]):
+            prompt_ids = TOK.encode(f"Question: {i}+{i}?\nAnswer:")  # the server encodes text without BOS
+            want = TOK.decode(_greedy_ids(params, prompt_ids, 4))
+            assert row["output"] == truncate_at_stop(want, ("\n\nQuestion:", "Question:"))
+        assert cli.main(["run", "--bench", f"M:mc:{tmp_path / 'mmlu.jsonl'}", "--stage", f"srv={url}",
+                         "--out", str(tmp_path / "o2")]) == 2
+        assert "echo" in capsys.readouterr().err
+    finally:
+        srv.shutdown()
+        service.engine.close()

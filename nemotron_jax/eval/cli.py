@@ -43,11 +43,26 @@ class HttpRewardScorer:
         return np.asarray(out, np.float64)
 
 
+def _served_model(base_url: str) -> str:
+    """The first model id from GET /v1/models (OpenAI servers reject requests naming another model)."""
+    import urllib.request
+
+    from nemotron_jax.eval.backends import BackendError
+
+    base = base_url.rstrip("/")
+    url = (base[:-3] if base.endswith("/v1") else base) + "/v1/models"
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return json.loads(resp.read())["data"][0]["id"]
+    except Exception as e:  # noqa: BLE001 - any failure here means: name the model explicitly
+        raise BackendError(f"cannot list the models at {url} ({e}); name one as URL#model") from None
+
+
 def _url_handle(spec: str, name: str) -> ModelHandle:
     from nemotron_jax.eval.backends import CompletionsGenerator, CompletionsScorer
 
     url, _, model = spec.partition("#")
-    model = model or "default"
+    model = model or _served_model(url)
     return ModelHandle(name, scorer=CompletionsScorer.http(url, model), generator=CompletionsGenerator.http(url, model),
                        reward=HttpRewardScorer(url, model))
 
