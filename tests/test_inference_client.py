@@ -1,6 +1,5 @@
 """The in-process client: server semantics without HTTP, the SDG backend adapter, and reward-model scoring."""
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import jax

@@ -65,6 +65,10 @@ def test_cached_decode_matches_full_forward_logits_ragged(params):
     pos = np.where(np.arange(p)[None] < lens[:, None], np.arange(p)[None], -1)
     cache = init_cache(CFG, b, p + 4)
     prefill_logits, cache = _cached_step(params, jnp.asarray(toks), cache, jnp.asarray(pos), jnp.zeros(b, jnp.int32))
+    last, _ = jax.jit(lambda prm, c: forward_cached(prm, jnp.asarray(toks), CFG, c, positions=jnp.asarray(pos),
+                                                    write_index=jnp.zeros(b, jnp.int32),
+                                                    logits_index=jnp.asarray(lens - 1)))(params, init_cache(CFG, b, p + 4))
+    np.testing.assert_allclose(np.asarray(last[:, 0]), np.asarray(prefill_logits)[np.arange(b), lens - 1], atol=1e-5)
     step_logits = []
     for i in range(4):
         tok = jnp.asarray([[c[i]] for c in cont], jnp.int32)
@@ -247,3 +251,11 @@ def test_sharded_tensor_and_data_equals_single_device(params):
     assert "data" in np.atleast_1d(spec[1]) and spec[3] == "tensor"
     with pytest.raises(ValueError, match="pipeline"):
         Sampler(params, CFG, mesh=make_mesh(ParallelConfig(data=2, pipeline=2), jax.devices()[:4]))
+
+
+def test_a_rows_draw_does_not_depend_on_batch_mates_filters(sampler):
+    """A plain-temperature row gives the same tokens whether or not another row in its batch uses top-p."""
+    plain = SamplingParams(max_new_tokens=NEW, temperature=1.0, seed=9, ignore_eos=True)
+    alone = sampler.generate(PROMPTS[:2], [plain, plain])
+    mixed = sampler.generate(PROMPTS[:2], [plain, plain.replace(top_p=0.5, seed=10)])
+    assert alone[0][0].token_ids == mixed[0][0].token_ids

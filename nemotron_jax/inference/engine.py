@@ -3,6 +3,8 @@
     worker thread:
         job = queue.get()                                   # block for the first request
         until max_wait_ms passes or max_rows rows are collected: take more generation jobs
+            (while fewer rows than the last batch have come, wait longer: up to a quarter of the last batch's
+             run time, at most `max_patience_ms` -- clients whose answers just went out are about to come back)
         sampler.run_rows(all rows)                          # one batch on the device
         route each chunk's deltas to the request that owns the row; resolve each request's future
 
@@ -46,10 +48,13 @@ class EngineStats:
 class BatchingEngine:
     """Collects generation requests for up to `max_wait_ms` (or `max_rows` rows) and runs them as one batch."""
 
-    def __init__(self, sampler: Sampler, *, max_rows: int = 64, max_wait_ms: float = 5.0):
+    def __init__(self, sampler: Sampler, *, max_rows: int = 64, max_wait_ms: float = 5.0,
+                 max_patience_ms: float = 200.0):
         if max_rows < 1:
             raise ValueError(f"max_rows must be >= 1, got {max_rows}")
         self.sampler, self.max_rows, self.max_wait_s = sampler, max_rows, max_wait_ms / 1000.0
+        self.max_patience_s = max_patience_ms / 1000.0
+        self._last_rows, self._last_run_s = 0, 0.0
         self.stats = EngineStats()
         self._queue: queue.Queue = queue.Queue()
         self._held: Optional[Any] = None  # a job taken from the queue that did not fit the last batch
@@ -105,10 +110,12 @@ class BatchingEngine:
     def _collect(self, first: _GenJob) -> list[_GenJob]:
         """More generation jobs until the wait ends or the batch is full (a job never splits across batches)."""
         jobs, rows = [first], len(first.rows)
-        deadline = time.monotonic() + self.max_wait_s
+        start = time.monotonic()
+        patience = min(self.max_patience_s, 0.25 * self._last_run_s)
         while rows < self.max_rows:
+            wait = self.max_wait_s + (patience if rows < self._last_rows else 0.0)
             try:
-                job = self._next(max(0.0, deadline - time.monotonic()))
+                job = self._next(max(0.0, start + wait - time.monotonic()))
             except queue.Empty:
                 break
             if not isinstance(job, _GenJob) or rows + len(job.rows) > self.max_rows:
@@ -144,12 +151,14 @@ class BatchingEngine:
                     jobs[j].on_deltas(ds)
 
         streaming = any(job.on_deltas is not None for job in jobs)
+        t0 = time.monotonic()
         try:
             results = self.sampler.run_rows(rows, on_deltas=route if streaming else None)
         except BaseException as e:  # noqa: BLE001 - every waiting request learns about the failure
             for job in jobs:
                 job.future.set_exception(e)
             return
+        self._last_rows, self._last_run_s = len(rows), time.monotonic() - t0
         start = 0
         for job in jobs:
             job.future.set_result(results[start:start + len(job.rows)])

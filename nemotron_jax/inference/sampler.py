@@ -21,14 +21,14 @@ import contextlib
 import dataclasses
 import functools
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Optional, Protocol, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, Float, Int
 
 from nemotron_jax.config import ModelConfig, ParallelConfig
 from nemotron_jax.model import forward_cached, init_cache, logical_axes
@@ -133,14 +133,24 @@ def sample_tokens(logits: Float[Array, "B V"], keys: Array, temperature: Float[A
     """Greedy where temperature == 0, else a draw from the filtered distribution with each row's own key."""
     greedy = jnp.argmax(logits, axis=-1).astype(jnp.int32)
 
-    def draw() -> Array:
+    sampled = temperature > 0
+    filters = sampled & ((top_k > 0) | (top_p < 1.0))
+
+    def plain_draw() -> Array:
+        scaled = logits.astype(jnp.float32) / jnp.maximum(temperature, 1e-6)[:, None]
+        return jax.vmap(jax.random.categorical)(keys, scaled).astype(jnp.int32)
+
+    def filtered_draw() -> Array:
         filtered, order = filter_logits(logits, temperature, top_k, top_p)
         pick = jax.vmap(jax.random.categorical)(keys, filtered)
-        return jnp.take_along_axis(order, pick[:, None], axis=-1)[:, 0].astype(jnp.int32)
+        picked = jnp.take_along_axis(order, pick[:, None], axis=-1)[:, 0].astype(jnp.int32)
+        return jnp.where(filters, picked, plain_draw())  # a row's draw never depends on its batch mates
 
-    # An all-greedy batch skips the full-vocabulary sort entirely.
-    sampled = jax.lax.cond(jnp.any(temperature > 0), draw, lambda: greedy)
-    return jnp.where(temperature > 0, sampled, greedy)
+    # The full-vocabulary sort is only paid when some sampled row filters (top-k / top-p); an all-greedy batch
+    # skips sampling entirely.
+    branch = jnp.where(jnp.any(filters), 2, jnp.where(jnp.any(sampled), 1, 0))
+    drawn = jax.lax.switch(branch, [lambda: greedy, plain_draw, filtered_draw])
+    return jnp.where(sampled, drawn, greedy)
 
 
 def _token_logprobs(logits: Float[Array, "B V"], tokens: Int[Array, "B"], k: int):
@@ -204,8 +214,8 @@ def _prefill(params: Params, cfg: ModelConfig, prompts: Array, lengths: Array, r
     positions = jnp.where(idx < lengths[:, None], idx, -1)
     cache = init_cache(cfg, b, p + budget)
     logits, cache = forward_cached(params, prompts, cfg, cache, positions=positions,
-                                   write_index=jnp.zeros((b,), jnp.int32))
-    last = jnp.take_along_axis(logits, jnp.maximum(lengths - 1, 0)[:, None, None], axis=1)[:, 0]
+                                   write_index=jnp.zeros((b,), jnp.int32), logits_index=jnp.maximum(lengths - 1, 0))
+    last = logits[:, 0]
     state = {**row, "cache": cache, "lengths": lengths, "prompt_slots": jnp.int32(p),
              "tokens": jnp.zeros((b, budget), jnp.int32), "logps": jnp.zeros((b, budget), jnp.float32),
              "num": jnp.zeros((b,), jnp.int32), "last": jnp.zeros((b,), jnp.int32)}

@@ -23,7 +23,6 @@ import logging
 import os
 import signal
 import threading
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -157,6 +156,7 @@ class _InFlight:
 class InferenceServer(ThreadingHTTPServer):
     daemon_threads = True  # idle keep-alive connections must not block exit; in-flight work is tracked instead
     allow_reuse_address = True
+    request_queue_size = 256  # listen backlog: many clients connect at once (the default 5 resets connections)
 
     def __init__(self, *args: Any, **kw: Any):
         super().__init__(*args, **kw)
@@ -224,7 +224,7 @@ def load_tokenizer_for(path: Optional[str], checkpoint: Optional[str], vocab_siz
 
 def build_service(cfg: Any, params: Any, tokenizer: Any, model_name: str, *, max_rows: int = 64,
                   max_wait_ms: float = 5.0, chunk: int = 16, mesh: Any = None,
-                  parallel: Any = None) -> InferenceService:
+                  parallel: Any = None, max_patience_ms: float = 200.0) -> InferenceService:
     """A policy service (params with lm_head) or a reward service (params with reward_head)."""
     from nemotron_jax.inference.engine import BatchingEngine
     from nemotron_jax.inference.sampler import Sampler
@@ -240,7 +240,7 @@ def build_service(cfg: Any, params: Any, tokenizer: Any, model_name: str, *, max
 
         return InferenceService(model_name, tokenizer, cfg.max_seq_len, reward_fn=scorer, run_exclusive=exclusive)
     sampler = Sampler(params, cfg, tokenizer=tokenizer, chunk=chunk, mesh=mesh, parallel=parallel)
-    engine = BatchingEngine(sampler, max_rows=max_rows, max_wait_ms=max_wait_ms)
+    engine = BatchingEngine(sampler, max_rows=max_rows, max_wait_ms=max_wait_ms, max_patience_ms=max_patience_ms)
     return InferenceService(model_name, tokenizer, cfg.max_seq_len, engine=engine)
 
 
@@ -255,6 +255,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-batch", type=int, default=64, help="most rows (prompts x n) in one device batch")
     p.add_argument("--batch-wait-ms", type=float, default=5.0, help="how long to collect requests into a batch")
+    p.add_argument("--batch-patience-ms", type=float, default=200.0,
+                   help="extra wait (at most 1/4 of the last batch's time) while fewer rows than last time arrived")
     p.add_argument("--decode-chunk", type=int, default=16, help="decode steps per device call (stream granularity)")
     p.add_argument("--seed", type=int, default=0, help="--random-init weights seed")
     p.add_argument("--tensor", type=int, default=1, help="tensor-parallel size (heads, kv heads, mlp, vocab)")
@@ -286,7 +288,8 @@ def cli_main(argv: Optional[Sequence[str]] = None) -> int:
     name = args.model_name or (args.preset if args.random_init else Path(args.checkpoint).name)
     mesh, pcfg = serving_mesh(args.tensor, args.data)
     service = build_service(cfg, params, tokenizer, name, max_rows=args.max_batch, max_wait_ms=args.batch_wait_ms,
-                            chunk=args.decode_chunk, mesh=mesh, parallel=pcfg)
+                            chunk=args.decode_chunk, mesh=mesh, parallel=pcfg,
+                            max_patience_ms=args.batch_patience_ms)
     server = make_server(service, args.host, args.port)
     stopping = threading.Event()
 

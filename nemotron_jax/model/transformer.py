@@ -217,10 +217,13 @@ def init_cache(cfg: ModelConfig, batch: int, length: int, dtype: Optional[str] =
 
 
 def forward_cached(params: Params, tokens: Int[Array, "B T"], cfg: ModelConfig, cache: dict, *,
-                   positions: Int[Array, "B T"], write_index: Int[Array, "B"]) -> tuple[Float[Array, "B T V"], dict]:
+                   positions: Int[Array, "B T"], write_index: Int[Array, "B"],
+                   logits_index: Optional[Int[Array, "B"]] = None) -> tuple[Float[Array, "B T V"], dict]:
     """Run T new tokens per row against the cache, writing their K/V at `write_index[b]` onwards.
 
     A token with position -1 (padding) is written as an empty slot, so nothing ever attends to it.
+    With `logits_index`, only row b's logits at token logits_index[b] are computed ([B, 1, V]; a prefill needs
+    just the last prompt token's, and the [B, T, V] output matmul would cost more than the whole trunk).
     """
     t = tokens.shape[1]
 
@@ -230,6 +233,11 @@ def forward_cached(params: Params, tokens: Int[Array, "B T"], cfg: ModelConfig, 
     slot_positions = jax.vmap(put)(cache["slot_positions"], positions.astype(jnp.int32), write_index)
     ctx = {"write_index": write_index, "slot_positions": slot_positions}
     layer_cache = {"k": cache["k"], "v": cache["v"]}
+    if logits_index is not None:
+        x, layer_cache = Transformer(cfg).apply({"params": params}, tokens, jnp.maximum(positions, 0), None,
+                                                layer_cache, ctx, method="hidden")
+        x = jnp.take_along_axis(x, logits_index[:, None, None], axis=1)
+        return LMHead(cfg).apply({"params": params["lm_head"]}, x), {**layer_cache, "slot_positions": slot_positions}
     logits, layer_cache = Transformer(cfg).apply({"params": params}, tokens, jnp.maximum(positions, 0), None,
                                                  layer_cache, ctx)
     del t
