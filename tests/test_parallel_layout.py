@@ -71,16 +71,23 @@ def test_compiled_state_has_rules_shardings_and_sharded_moments():
     pcfg = C.ParallelConfig(data=2, tensor=2, pipeline=2, microbatches=2)
     run = build_sharded_training(CFG, pcfg, make_optimizer(C.OptimConfig(), 1e-3), None)
     state = run.init_fn(jax.random.key(0))
+    # Distributed optimizer: fp32 masters and moments get `data` on their first free dim, on top of RULES
+    # (the forward reads the RULES layout, P("pipeline", "fsdp", "tensor", None), through an all-gather).
     wq = state.params["layers"]["attn"]["wq"]  # [L 8, D 32, N 8, H 8]
-    assert wq.sharding.spec == P("pipeline", "fsdp", "tensor", None)
-    assert {s.data.shape for s in wq.addressable_shards} == {(4, 32, 4, 8)}
+    assert wq.sharding.spec == P("pipeline", "fsdp", "tensor", "data")
+    assert {s.data.shape for s in wq.addressable_shards} == {(4, 32, 4, 4)}
     adam = state.opt_state[1][0]  # chain(clip, adamw(...)) -> adamw's ScaleByAdamState
     mu_wq = adam.mu["layers"]["attn"]["wq"]
-    assert mu_wq.sharding.spec == P("pipeline", "fsdp", "tensor", "data")  # data on the first free dim
-    assert {s.data.shape for s in mu_wq.addressable_shards} == {(4, 32, 4, 4)}  # moments split over data too
+    assert mu_wq.sharding.spec == P("pipeline", "fsdp", "tensor", "data")
+    assert {s.data.shape for s in mu_wq.addressable_shards} == {(4, 32, 4, 4)}
     nu_emb = adam.nu["embed"]["embedding"]
     assert {s.data.shape for s in nu_emb.addressable_shards} == {(32, 32)}  # [128/2 tensor/2 data, 32]
     np.testing.assert_allclose(wq, init_params(CFG, jax.random.key(0))["layers"]["attn"]["wq"])
+
+    plain = build_sharded_training(CFG, pcfg.replace(shard_optimizer=False), make_optimizer(C.OptimConfig(), 1e-3),
+                                   None).state_shardings
+    assert plain.params["layers"]["attn"]["wq"].spec == P("pipeline", "fsdp", "tensor", None)
+    assert plain.opt_state[1][0].mu["layers"]["attn"]["wq"].spec == P("pipeline", "fsdp", "tensor", None)
 
 
 def test_pipeline_schedule_matches_plain_forward_on_one_device():
@@ -111,7 +118,8 @@ def test_other_parameter_trees_shard_through_the_same_rules():
                                  init_params_fn=lambda rng: init_reward_params(CFG, rng),
                                  param_logical_axes=reward_logical_axes(CFG))
     state = run.init_fn(jax.random.key(0))
-    assert state.params["reward_head"]["kernel"].sharding.spec == P("fsdp", None)
+    # [D 32, attrs 5]: RULES put fsdp on D; the distributed optimizer stacks data there too (5 does not split).
+    assert state.params["reward_head"]["kernel"].sharding.spec == P(("fsdp", "data"), None)
     assert "lm_head" not in state.params
 
 

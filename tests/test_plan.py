@@ -18,19 +18,24 @@ def test_340b_paper_layout_fits_an_h100():
     assert p.fits, p.table()
     assert p.bubble == pytest.approx(11 / (8 * 12 + 11))
     assert p.mfu == pytest.approx(0.4086, abs=2e-3)
-    # Layers split 96 ways (tensor x pipeline); embedding + output split 8 ways (tensor), fp32.
     counts = param_counts(C.nemotron4_340b())
-    want = (counts["non_embedding"] / 96 + counts["embedding"] / 8) * 4
-    assert p.params == pytest.approx(want, rel=1e-3)
+    emb = counts["embedding"] / 2  # input table (fp32, gathered) and output matrix (cast to bf16)
+    # Layers split 96 ways (tensor x pipeline), embedding/output 8 ways (tensor; every pipeline stage holds them);
+    # fp32 masters and moments are further split over data (64), the compute copy is not.
+    layers, embed = counts["non_embedding"] / 96, counts["embedding"] / 8
+    assert p.params == pytest.approx(4 * (layers + embed) / 64, rel=1e-3)
+    assert p.compute_copy == pytest.approx(2 * layers + (4 + 2) * emb / 8, rel=1e-3)
+    assert p.optimizer == pytest.approx(8 * (layers + embed) / 64, rel=1e-3)
 
 
 def test_state_bytes_hand_sum():
-    cfg = C.toy_tiny()
+    cfg = C.toy_tiny()  # fp32: no cast, so a compute copy exists only when the layouts differ
     n = param_counts(cfg)["total"]
     one = plan(cfg, C.ParallelConfig(data=1), num_devices=1, global_batch=2, seq_len=16)
-    assert (one.params, one.grads, one.optimizer) == (4 * n, 4 * n, 8 * n)
+    assert (one.params, one.compute_copy, one.grads, one.optimizer) == (4 * n, 0, 4 * n, 8 * n)
     dist = plan(cfg, C.ParallelConfig(data=4), num_devices=4, global_batch=8, seq_len=16)
-    assert dist.params == 4 * n and dist.optimizer == pytest.approx(8 * n / 4)  # moments split over data
+    assert dist.params == pytest.approx(n) and dist.optimizer == pytest.approx(2 * n)  # masters/moments over data
+    assert dist.compute_copy == 4 * n and dist.grads == pytest.approx(4 * n + n)  # gathered copy, sharded sum
     acc = plan(cfg, C.ParallelConfig(data=1), num_devices=1, global_batch=4, seq_len=16, micro_batch=1)
     assert acc.accum_steps == 4 and acc.grads == 8 * n  # accumulator + microbatch gradients
 

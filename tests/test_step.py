@@ -9,6 +9,7 @@ import pytest
 from nemotron_jax import config as C
 from nemotron_jax.losses.common import masked_nll
 from nemotron_jax.model import forward, init_params
+from nemotron_jax.parallel.training import compute_cast_mask
 from nemotron_jax.train.optim import decay_mask, make_optimizer
 from nemotron_jax.train.state import TrainState
 from nemotron_jax.train.step import accumulate_gradients, make_train_step
@@ -140,3 +141,24 @@ def test_missing_count_is_a_clear_error(params):
     step = make_train_step(lambda p, b: (jnp.sum(p["final_norm"]["bias"]), {"n": 1.0}), opt)
     with pytest.raises(ValueError, match="aux\\['count'\\]"):
         step(TrainState.create(params, opt), {"x": np.zeros((1, 1))})
+
+
+def test_bf16_compute_copy_gives_the_same_step():
+    cfg = C.toy_tiny(dtype="bfloat16")
+
+    def loss(p, b):
+        nll, count = masked_nll(forward(p, b["inputs"], cfg), b["targets"], b["loss_mask"])
+        return nll, {"count": count}
+
+    def compute(p):  # what the sharded step does: matmul weights to bf16 once per step
+        return jax.tree.map(lambda x, w: x.astype(jnp.bfloat16) if w else x, p, compute_cast_mask(p))
+
+    opt = optax.sgd(0.5)
+    params = init_params(cfg, jax.random.key(4))
+    batch = split(lm_batch(4, 8, seed=4), 2)
+    plain, m_plain = jax.jit(make_train_step(loss, opt))(TrainState.create(params, opt), batch)
+    cast, m_cast = jax.jit(make_train_step(loss, opt, compute_params=compute))(TrainState.create(params, opt), batch)
+    np.testing.assert_allclose(m_cast["loss"], m_plain["loss"], rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(cast.params), jax.tree.leaves(plain.params)):
+        assert a.dtype == jnp.float32
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -30,7 +30,7 @@ from nemotron_jax.model.transformer import param_shapes
 from nemotron_jax.parallel.axes import DATA, FSDP, PIPELINE, TENSOR, shards_of, unsharded_fraction
 from nemotron_jax.parallel.mesh import abstract_mesh, validate
 from nemotron_jax.parallel.pipeline import bubble_fraction
-from nemotron_jax.parallel.training import add_data_axis, param_specs
+from nemotron_jax.parallel.training import add_data_axis, compute_cast_mask, param_specs
 from nemotron_jax.train.flops import H100_BF16_PEAK, flops_per_token, mfu
 
 GB = 1e9
@@ -47,7 +47,8 @@ class Plan:
     global_batch: int
     seq_len: int
     accum_steps: int
-    params: float
+    params: float  # fp32 masters
+    compute_copy: float  # the step's gathered, cast copy of the weights
     grads: float
     optimizer: float
     activations: float
@@ -60,7 +61,7 @@ class Plan:
 
     @property
     def total(self) -> float:
-        return self.params + self.grads + self.optimizer + self.activations
+        return self.params + self.compute_copy + self.grads + self.optimizer + self.activations
 
     @property
     def fits(self) -> bool:
@@ -71,7 +72,8 @@ class Plan:
         lay = " x ".join(f"{k}={v}" for k, v in self.layout.items())
         rows = [("model", self.model), ("layout", lay), ("devices", str(self.num_devices)),
                 ("global batch x seq", f"{self.global_batch} x {self.seq_len} (accumulation steps {self.accum_steps})"),
-                ("params / device", f"{self.params / GB:.2f} GB"),
+                ("fp32 masters / device", f"{self.params / GB:.2f} GB"),
+                ("compute copy / device", f"{self.compute_copy / GB:.2f} GB"),
                 ("grads / device", f"{self.grads / GB:.2f} GB"),
                 ("optimizer / device", f"{self.optimizer / GB:.2f} GB"),
                 ("activations / device", f"{self.activations / GB:.2f} GB (estimate)"),
@@ -122,19 +124,30 @@ def activation_bytes(cfg: ModelConfig, pcfg: ParallelConfig, sizes: dict[str, in
     return (mb_tokens * stream * (v * m + p - 1 + 2 * m) + mb_tokens * (lc * saved + internals) + logits)
 
 
-def state_bytes(cfg: ModelConfig, pcfg: ParallelConfig, sizes: dict[str, int]) -> tuple[float, float, float, float]:
-    """(params, grads, optimizer, unsharded fraction) per device, from eval_shape and the RULES shardings."""
+def state_bytes(cfg: ModelConfig, pcfg: ParallelConfig, sizes: dict[str, int], accum: int) -> dict[str, float]:
+    """Per-device bytes of the train state and step buffers, from eval_shape and the shardings the step uses.
+
+    masters (fp32) and Adam moments use the master layout (RULES + `data` with the distributed optimizer); the
+    step's compute copy (matmul weights in the compute dtype) and each microbatch's gradients use the RULES
+    layout; the fp32 gradient sum uses the master layout and is its own buffer when accumulating or when the two
+    layouts differ.
+    """
     shapes = param_shapes(cfg)
-    specs = jax.tree.leaves(param_specs(cfg, pcfg), is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))
-    leaves = jax.tree.leaves(shapes)
-    params = opt = 0.0
-    for x, s in zip(leaves, specs):
-        size = int(np.prod(x.shape)) * 4  # fp32 masters, fp32 grads and moments
-        params += size / shards_of(s, sizes)
-        os_ = add_data_axis(s, x.shape, sizes) if pcfg.shard_optimizer else s
-        opt += ADAM_MOMENTS * size / shards_of(os_, sizes)
-    frac = unsharded_fraction(shapes, param_specs(cfg, pcfg), sizes)
-    return params, params, opt, frac
+    compute = jax.tree.leaves(param_specs(cfg, pcfg), is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))
+    cast = jax.tree.leaves(compute_cast_mask(shapes))
+    c = 2 if cfg.dtype in ("bfloat16", "float16") else 4
+    out = dict(params=0.0, compute_copy=0.0, grads=0.0, optimizer=0.0)
+    for x, s, w in zip(jax.tree.leaves(shapes), compute, cast):
+        n = float(np.prod(x.shape))
+        master = add_data_axis(s, x.shape, sizes) if pcfg.shard_optimizer else s
+        m_shards, c_shards = shards_of(master, sizes), shards_of(s, sizes)
+        width = c if w else 4
+        separate = master != s or width != 4
+        out["params"] += 4 * n / m_shards
+        out["compute_copy"] += width * n / c_shards if separate else 0.0
+        out["grads"] += width * n / c_shards + (4 * n / m_shards if (accum > 1 or separate) else 0.0)
+        out["optimizer"] += ADAM_MOMENTS * 4 * n / m_shards
+    return out
 
 
 def plan(cfg: ModelConfig, pcfg: ParallelConfig, *, num_devices: int, global_batch: int, seq_len: int,
@@ -152,9 +165,9 @@ def plan(cfg: ModelConfig, pcfg: ParallelConfig, *, num_devices: int, global_bat
     if per_replica % rows:
         raise ConfigError(f"micro_batch={rows} does not divide the {per_replica} rows each data replica gets")
     validate(cfg, pcfg, num_devices=num_devices, batch=rows * replicas, seq_len=seq_len)
-    params, grads, opt, frac = state_bytes(cfg, pcfg, sizes)
     accum = per_replica // rows
-    grads *= 2 if accum > 1 else 1  # the fp32 accumulator plus the current microbatch's gradients
+    state = state_bytes(cfg, pcfg, sizes, accum)
+    frac = unsharded_fraction(param_shapes(cfg), param_specs(cfg, pcfg), sizes)
     acts = activation_bytes(cfg, pcfg, sizes, rows, seq_len)
     bubble = bubble_fraction(sizes[PIPELINE], pcfg.virtual_stages, pcfg.microbatches)
     util = None if step_time_s is None else mfu(cfg, seq_len=seq_len, global_batch=global_batch,
@@ -163,7 +176,8 @@ def plan(cfg: ModelConfig, pcfg: ParallelConfig, *, num_devices: int, global_bat
     return Plan(model=cfg.name, layout=sizes | {"virtual_stages": pcfg.virtual_stages,
                                                 "microbatches": pcfg.microbatches},
                 num_devices=num_devices, global_batch=global_batch, seq_len=seq_len, accum_steps=accum,
-                params=params, grads=grads, optimizer=opt, activations=acts, bubble=bubble,
+                params=state["params"], compute_copy=state["compute_copy"], grads=state["grads"],
+                optimizer=state["optimizer"], activations=acts, bubble=bubble,
                 flops_per_token=flops_per_token(cfg, seq_len), unsharded_fraction=frac,
                 device_memory=device_memory_gb * GB, step_time_s=step_time_s, mfu=util)
 

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -27,6 +28,7 @@ from nemotron_jax.model.transformer import forward, forward_hidden, init_params,
 from nemotron_jax.parallel.axes import DATA, FSDP, RULES, mesh_specs, rules_for, unresolved_axes
 from nemotron_jax.parallel.mesh import make_mesh, validate
 from nemotron_jax.parallel.pipeline import pipelined_layers
+from nemotron_jax.train.optim import decay_mask
 from nemotron_jax.train.state import TrainState
 from nemotron_jax.train.step import LossFn, make_train_step
 
@@ -128,22 +130,67 @@ def opt_state_specs(opt_shapes: Any, params_shapes: Params, pspecs: Params, size
     return jax.tree_util.tree_map_with_path(spec_for, opt_shapes)
 
 
-def state_specs(cfg: ModelConfig, pcfg: ParallelConfig, optimizer: optax.GradientTransformation,
-                sizes: dict[str, int], *, init_params_fn: Optional[Callable] = None,
-                param_logical_axes: Optional[Params] = None) -> TrainState:
-    """A TrainState-shaped tree of PartitionSpecs (no allocation); defaults to the LM's parameter tree."""
-    init_params_fn = init_params_fn or (lambda rng: init_params(cfg, rng))
-    abstract = jax.eval_shape(lambda: TrainState.create(init_params_fn(jax.random.key(0)), optimizer))
+def compute_param_specs(cfg: ModelConfig, pcfg: ParallelConfig,
+                        param_logical_axes: Optional[Params] = None) -> Params:
+    """The layout the forward/backward reads parameters in: RULES applied to their logical names."""
     logical = logical_axes(cfg) if param_logical_axes is None else param_logical_axes
     unknown = unresolved_axes(logical, RULES)
     if unknown:
         raise ConfigError(f"parameter axis names {sorted(unknown)} have no entry in parallel/axes.py RULES; add a "
                           "rule for each (None = replicated) so the layout is decided in one place")
-    pspecs = mesh_specs(logical, rules_for(pcfg.sequence_parallel))
+    return mesh_specs(logical, rules_for(pcfg.sequence_parallel))
+
+
+def _map_specs(fn: Callable, specs: Params, shapes: Params) -> Params:
+    return jax.tree.map(fn, specs, shapes, is_leaf=lambda x: isinstance(x, PartitionSpec))
+
+
+def state_specs(cfg: ModelConfig, pcfg: ParallelConfig, optimizer: optax.GradientTransformation,
+                sizes: dict[str, int], *, init_params_fn: Optional[Callable] = None,
+                param_logical_axes: Optional[Params] = None) -> TrainState:
+    """A TrainState-shaped tree of PartitionSpecs (no allocation); defaults to the LM's parameter tree.
+
+    With the distributed optimizer the fp32 masters and the Adam moments are also split over `data`.
+    """
+    init_params_fn = init_params_fn or (lambda rng: init_params(cfg, rng))
+    abstract = jax.eval_shape(lambda: TrainState.create(init_params_fn(jax.random.key(0)), optimizer))
+    pspecs = compute_param_specs(cfg, pcfg, param_logical_axes)
+    if pcfg.shard_optimizer:
+        pspecs = _map_specs(lambda s, x: add_data_axis(s, x.shape, sizes), pspecs, abstract.params)
     ospecs = opt_state_specs(abstract.opt_state, abstract.params, pspecs, sizes, pcfg.shard_optimizer)
     scalar = PartitionSpec()
     return TrainState(step=scalar, params=pspecs, opt_state=ospecs, nonfinite_in_a_row=scalar,
                       nonfinite_total=scalar)
+
+
+def compute_cast_mask(params: Params) -> Params:
+    """True for the matmul weights that the step casts to the compute dtype once per step.
+
+    Norms and biases stay fp32 (the model reads them in fp32). So does the embedding table: it is gathered, not
+    multiplied, and its gradient is a scatter-add over repeated tokens that must accumulate in fp32.
+    """
+    not_embedding = jax.tree_util.tree_map_with_path(lambda path, _: "embedding" not in str(path[-1]), params)
+    return jax.tree.map(lambda a, b: a and b, decay_mask(params), not_embedding)
+
+
+def compute_copy_fn(cfg: ModelConfig, mesh: Mesh, compute_specs: Params) -> Callable[[Params], Params]:
+    """fp32 masters -> the copy the step differentiates: matmul weights cast to the compute dtype (see
+    `compute_cast_mask`), laid out as RULES says (an all-gather over `data` of data-sharded masters)."""
+    dtype = jnp.dtype(cfg.dtype)
+
+    def to_compute(params: Params) -> Params:
+        cast = lambda p, w: p.astype(dtype) if w else p
+        params = jax.tree.map(cast, params, compute_cast_mask(params))
+        return _map_specs(lambda s, p: jax.lax.with_sharding_constraint(p, NamedSharding(mesh, s)),
+                          compute_specs, params)
+
+    return to_compute
+
+
+def layout_fn(mesh: Mesh, specs: Params) -> Callable[[Params], Params]:
+    """A sharding constraint to `specs` for a parameter-shaped tree (used on the running gradient sum)."""
+    return lambda tree: _map_specs(lambda s, g: jax.lax.with_sharding_constraint(g, NamedSharding(mesh, s)),
+                                   specs, tree)
 
 
 def batch_spec(batch_axis: int = 1) -> PartitionSpec:
@@ -205,8 +252,12 @@ def build_sharded_training(cfg: ModelConfig, pcfg: ParallelConfig, optimizer: op
         return TrainState.create(init_params_fn(rng), optimizer)
 
     init_jit = jax.jit(init, out_shardings=shardings)
-    step_jit = jax.jit(make_train_step(loss_fn, optimizer), in_shardings=(shardings, batch_sh),
-                       out_shardings=(shardings, replicated), donate_argnums=0)
+    step = make_train_step(loss_fn, optimizer,
+                           compute_params=compute_copy_fn(cfg, mesh, compute_param_specs(cfg, pcfg,
+                                                                                         param_logical_axes)),
+                           grad_layout=layout_fn(mesh, specs.params))
+    step_jit = jax.jit(step, in_shardings=(shardings, batch_sh), out_shardings=(shardings, replicated),
+                       donate_argnums=0)
 
     def init_fn(rng: jax.Array) -> TrainState:
         with activate(mesh, pcfg):

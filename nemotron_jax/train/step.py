@@ -16,7 +16,7 @@ aux entry is a sum over the microbatch, so accumulation (and data-parallel reduc
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -34,8 +34,15 @@ def _check_aux(aux: dict) -> None:
                          f"it returned aux keys {sorted(aux)}")
 
 
-def accumulate_gradients(params: Params, batch: Any, loss_fn: LossFn) -> tuple[Params, Float[Array, ""], dict]:
-    """Sums over the leading accumulation axis: (grad_sum, loss_sum, aux_sums), all fp32."""
+def accumulate_gradients(params: Params, batch: Any, loss_fn: LossFn,
+                         grad_layout: Optional[Callable[[Params], Params]] = None
+                         ) -> tuple[Params, Float[Array, ""], dict]:
+    """Sums over the leading accumulation axis: (grad_sum, loss_sum, aux_sums), all fp32.
+
+    `grad_layout` (e.g. a sharding constraint) is applied to the running gradient sum, so a data-sharded sum
+    turns each microbatch's all-reduce into a reduce-scatter.
+    """
+    layout = grad_layout or (lambda g: g)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     first = jax.tree.map(lambda x: x[0], batch)
     _, aux_shape = jax.eval_shape(loss_fn, params, first)
@@ -44,11 +51,11 @@ def accumulate_gradients(params: Params, batch: Any, loss_fn: LossFn) -> tuple[P
     def body(carry, micro):
         g_sum, l_sum, a_sum = carry
         (loss, aux), grads = grad_fn(params, micro)
-        g_sum = jax.tree.map(lambda s, g: s + g.astype(jnp.float32), g_sum, grads)
+        g_sum = layout(jax.tree.map(lambda s, g: s + g.astype(jnp.float32), g_sum, grads))
         a_sum = {k: a_sum[k] + jnp.asarray(aux[k], jnp.float32) for k in a_sum}
         return (g_sum, l_sum + loss.astype(jnp.float32), a_sum), None
 
-    zeros = (jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params), jnp.zeros((), jnp.float32),
+    zeros = (layout(jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)), jnp.zeros((), jnp.float32),
              {k: jnp.zeros((), jnp.float32) for k in aux_shape})
     if jax.tree.leaves(batch)[0].shape[0] == 1:  # no accumulation: skip the zero accumulator (one grad buffer)
         return body(zeros, first)[0]
@@ -67,9 +74,16 @@ def _safe_divisor(count: Float[Array, ""]) -> Float[Array, ""]:
 
 
 def train_step(state: TrainState, batch: Any, *, loss_fn: LossFn,
-               optimizer: optax.GradientTransformation) -> tuple[TrainState, dict[str, Float[Array, ""]]]:
-    """One optimizer update from a batch with a leading accumulation axis; returns (new state, metrics)."""
-    g_sum, l_sum, a_sum = accumulate_gradients(state.params, batch, loss_fn)
+               optimizer: optax.GradientTransformation, compute_params: Optional[Callable[[Params], Params]] = None,
+               grad_layout: Optional[Callable[[Params], Params]] = None
+               ) -> tuple[TrainState, dict[str, Float[Array, ""]]]:
+    """One optimizer update from a batch with a leading accumulation axis; returns (new state, metrics).
+
+    `compute_params(master) -> compute copy` (cast to the compute dtype, gathered to the compute layout) runs once
+    per step; gradients are taken with respect to that copy, summed in fp32 and applied to the fp32 masters.
+    """
+    params = state.params if compute_params is None else compute_params(state.params)
+    g_sum, l_sum, a_sum = accumulate_gradients(params, batch, loss_fn, grad_layout)
     count = a_sum["count"]
     div = _safe_divisor(count)
     grads = jax.tree.map(lambda g: g / div, g_sum)
@@ -95,6 +109,9 @@ def train_step(state: TrainState, batch: Any, *, loss_fn: LossFn,
     return new_state, metrics
 
 
-def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation) -> Callable:
+def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, *,
+                    compute_params: Optional[Callable[[Params], Params]] = None,
+                    grad_layout: Optional[Callable[[Params], Params]] = None) -> Callable:
     """`step(state, batch) -> (state, metrics)`, ready for `jax.jit(step, donate_argnums=0)`."""
-    return functools.partial(train_step, loss_fn=loss_fn, optimizer=optimizer)
+    return functools.partial(train_step, loss_fn=loss_fn, optimizer=optimizer, compute_params=compute_params,
+                             grad_layout=grad_layout)
