@@ -1,8 +1,8 @@
-"""Toy pretraining: the toy-small Nemotron (4 layers, d 256, 4K vocab; ~5M params) on the toy world's 70/15/15 corpus, on a CPU.
+"""Toy pretraining: toy-small (4 layers, d 256, 4K vocab; ~5M params) on the toy world's 70/15/15 corpus, on a CPU.
 
     python experiments/toy/pretrain.py            # or: nemotron-jax train experiments/toy/pretrain.py steps=50
 
-A few minutes on a 2-core CPU. Trains a 4K SentencePiece tokenizer on the toy world first (once), then pretrains
+300 steps: ~4.5 CPU-minutes (26 min wall on the shared, heavily loaded 2-core machine). Trains a 4K SentencePiece tokenizer on the toy world first (once), then pretrains
 with a cosine schedule and a small batch ramp, and writes runs/toy_pretrain/{metrics.jsonl, loss_curve.png,
 checkpoints/}. Rerunning resumes from the newest checkpoint.
 """

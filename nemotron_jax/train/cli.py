@@ -62,19 +62,22 @@ def _convert(text: str, current: Any, hint: Any, key: str) -> Any:
         return text
 
 
-def apply_override(cfg: Any, dotted: str, text: str) -> Any:
+def apply_override(cfg: Any, dotted: str, text: str, _done: str = "") -> Any:
     """A copy of the dataclass `cfg` with `dotted` (e.g. 'optim.lr') set from `text`."""
     head, _, rest = dotted.partition(".")
+    full = f"{_done}{head}"
     if not dataclasses.is_dataclass(cfg):
-        raise ConfigError(f"cannot set {dotted!r}: {type(cfg).__name__} is not a config dataclass")
+        raise ConfigError(f"cannot set {_done + dotted!r}: {_done.rstrip('.')!r} is a {type(cfg).__name__}, "
+                          f"not a config dataclass")
     names = [f.name for f in dataclasses.fields(cfg)]
     if head not in names:
-        raise ConfigError(f"unknown key {head!r} in {type(cfg).__name__}; known keys: {', '.join(names)}")
+        raise ConfigError(f"unknown key {full!r}: {type(cfg).__name__} has no {head!r}; known keys: "
+                          f"{', '.join(names)}")
     current = getattr(cfg, head)
     if rest:
-        return dataclasses.replace(cfg, **{head: apply_override(current, rest, text)})
+        return dataclasses.replace(cfg, **{head: apply_override(current, rest, text, f"{full}.")})
     hints = typing.get_type_hints(type(cfg))
-    return dataclasses.replace(cfg, **{head: _convert(text, current, hints.get(head), head)})
+    return dataclasses.replace(cfg, **{head: _convert(text, current, hints.get(head), full)})
 
 
 def apply_overrides(cfg: Any, overrides: Sequence[str]) -> Any:
