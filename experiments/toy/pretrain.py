@@ -2,9 +2,10 @@
 
     python experiments/toy/pretrain.py            # or: nemotron-jax train experiments/toy/pretrain.py steps=50
 
-300 steps: ~4.5 CPU-minutes (26 min wall on the shared, heavily loaded 2-core machine). Trains a 4K SentencePiece tokenizer on the toy world first (once), then pretrains
-with a cosine schedule and a small batch ramp, and writes runs/toy_pretrain/{metrics.jsonl, loss_curve.png,
-checkpoints/}. Rerunning resumes from the newest checkpoint.
+300 steps take ~4.5 CPU-minutes (26 min wall on the shared, heavily loaded 2-core machine). Trains a 4K
+SentencePiece tokenizer on the toy world first (once), then pretrains with a cosine schedule and a small batch
+ramp, and writes runs/toy_pretrain/{metrics.jsonl, loss_curve.png, checkpoints/}. Rerunning resumes from the newest
+checkpoint.
 """
 
 from pathlib import Path
