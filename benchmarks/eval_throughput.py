@@ -1,7 +1,7 @@
 """Evaluation throughput on this machine: multiple-choice questions/s (bucketed log-likelihood through
 model.forward) and generative examples/s (greedy, through the in-process inference client), toy-small preset.
 
-    python benchmarks/eval_throughput.py [--preset toy-small] [--mc 256] [--gen 32] [--max-tokens 64]
+    python benchmarks/eval_throughput.py [--preset toy-small] [--mc 256] [--arc 32] [--gen 32] [--max-tokens 64]
 
 Random weights: throughput does not depend on what the model knows. Each figure is measured on a second pass,
 after the first pass has compiled every shape.
@@ -37,6 +37,14 @@ def mc_items(n: int, seed: int = 0) -> list[mc.MCItem]:
     return [mc.parse_mmlu(r, f"synthetic:{i}") for i, r in enumerate(rows)]
 
 
+def arc_items(n: int, seed: int = 2) -> list[mc.MCItem]:
+    """ARC-shaped: the choices are texts, so every choice is its own row (no shared-input saving)."""
+    rng = random.Random(seed)
+    rows = [{"question": _sentence(rng, 8, 30) + "?", "answerKey": "A",
+             "choices": {"text": [_sentence(rng, 1, 6) for _ in range(4)], "label": list("ABCD")}} for _ in range(n)]
+    return [mc.parse_arc(r, f"synthetic:{i}") for i, r in enumerate(rows)]
+
+
 def math_items(n: int, seed: int = 1) -> list[MathItem]:
     rng = random.Random(seed)
     return [MathItem(f"{_sentence(rng, 10, 25)}: what is {a} + {b}?", str(a + b), f"#### {a + b}")
@@ -54,6 +62,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", default="toy-small")
     ap.add_argument("--mc", type=int, default=256, help="multiple-choice questions (4 choices each)")
+    ap.add_argument("--arc", type=int, default=32, help="ARC-shaped questions (choice texts)")
     ap.add_argument("--k", type=int, default=0, help="k-shot for multiple choice")
     ap.add_argument("--gen", type=int, default=32, help="generative examples")
     ap.add_argument("--max-tokens", type=int, default=64)
@@ -70,8 +79,12 @@ def main() -> None:
     items = mc_items(args.mc)
     scorer = ModelScorer(params, cfg, tok)
     secs = timed(lambda: mc.evaluate_mc(scorer, items, k=args.k))
-    print(f"multiple choice ({args.k}-shot, 4 choices): {args.mc / secs:.1f} questions/s, "
-          f"{4 * args.mc / secs:.1f} continuations/s ({compiled_shapes()} compiled shapes)")
+    print(f"multiple choice, MMLU letters ({args.k}-shot, 4 choices): {args.mc / secs:.1f} questions/s, "
+          f"{4 * args.mc / secs:.1f} continuations/s ({compiled_shapes()} compiled shapes so far)")
+    arc = arc_items(args.arc)
+    secs = timed(lambda: mc.evaluate_mc(scorer, arc, k=args.k))
+    print(f"multiple choice, ARC choice texts ({args.k}-shot, 4 choices): {args.arc / secs:.1f} questions/s, "
+          f"{4 * args.arc / secs:.1f} continuations/s ({compiled_shapes()} compiled shapes so far)")
 
     gens = math_items(args.gen)
     with InferenceClient.from_params(params, cfg, tok) as client:
