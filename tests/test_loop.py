@@ -117,3 +117,15 @@ def test_row_iterator_shards_processes_disjointly():
     p0, p1 = (RowIterator(data, rows=2, seed=0, process_index=i, process_count=2) for i in range(2))
     seen = np.concatenate([np.concatenate([next(p0)["inputs"], next(p1)["inputs"]]) for _ in range(4)])
     assert sorted(seen[:, 0].tolist()) == sorted(data[:, 0].tolist())
+
+
+def test_tokenizer_bigger_than_the_model_vocab_fails_before_compiling(tmp_path):
+    from nemotron_jax.data.tokenizer import Tokenizer
+    from nemotron_jax.data.toyworld.export import pretrain_data, source_texts
+
+    Tokenizer.train(source_texts("english", 30_000), vocab_size=384).save(tmp_path / "tok.model")
+    data = pretrain_data(C.ToyWorldConfig(), str(tmp_path / "tok.model"))
+    exp = C.Experiment(name="v", model=C.toy_tiny(), data=data,
+                       batch=C.BatchConfig(global_batch=8, seq_len=T), steps=1)
+    with pytest.raises(C.ConfigError, match="has 384 pieces but model.vocab_size=128; set model.vocab_size >= 384"):
+        make_task(exp)

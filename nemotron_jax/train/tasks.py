@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
 import jax
@@ -137,6 +138,13 @@ def next_token_loss(model_cfg: Any, forward: Callable[..., jax.Array] | None = N
 @register_task(NextTokenLoss)
 def pretrain_task(exp: Experiment) -> Task:
     """Pretraining and continued pretraining: next-token NLL on packed LM batches."""
+    if isinstance(exp.data, TextData) and exp.data.tokenizer and Path(exp.data.tokenizer).exists():
+        from nemotron_jax.data.tokenizer import load_tokenizer
+
+        vocab = load_tokenizer(exp.data.tokenizer).vocab_size
+        if vocab > exp.model.vocab_size:
+            raise ConfigError(f"tokenizer {exp.data.tokenizer} has {vocab} pieces but model.vocab_size="
+                              f"{exp.model.vocab_size}; set model.vocab_size >= {vocab} or use a smaller tokenizer")
     return Task(init_params=lambda rng: M.init_params(exp.model, rng),
                 loss_fn=next_token_loss(exp.model, model_forward(exp)),
                 data_iterator=lambda **kw: lm_data_iterator(exp, **kw))
