@@ -111,16 +111,16 @@ class Sharded:
         from nemotron_jax.parallel.training import build_sharded_training
 
         rows = self.exp.batch.micro_batch * self.data_parallel
+        logical = task.logical_axes() if getattr(task, "logical_axes", None) else None
         self.training = build_sharded_training(self.exp.model, self.exp.parallel, optimizer, task.loss_fn,
-                                               devices=self.devices, batch=rows, seq_len=self.exp.batch.seq_len)
-        create = lambda params: TrainState.create(params, optimizer)
-        shardings = self.training.state_shardings
-        self._create = jax.jit(create, out_shardings=shardings)
-        self._fresh = jax.jit(lambda rng: create(task.init_params(rng)), out_shardings=shardings)
+                                               devices=self.devices, batch=rows, seq_len=self.exp.batch.seq_len,
+                                               init_params_fn=task.init_params, param_logical_axes=logical)
+        self._create = jax.jit(lambda params: TrainState.create(params, optimizer),
+                               out_shardings=self.training.state_shardings)
+        self._fresh = self.training.init_fn
 
     def fresh_state(self, rng: jax.Array) -> TrainState:
-        with self.training.activate():
-            return self._fresh(rng)
+        return self.training.init_fn(rng)
 
     def state_from(self, params: Any) -> TrainState:
         params = jax.device_put(params, self.training.state_shardings.params)
@@ -128,8 +128,7 @@ class Sharded:
             return self._create(params)
 
     def abstract_state(self) -> TrainState:
-        with self.training.activate():
-            shapes = jax.eval_shape(self._fresh, jax.random.key(0))
+        shapes = jax.eval_shape(self.training.init_fn, jax.random.key(0))
         return _with_shardings(shapes, self.training.state_shardings)
 
     def put_batch(self, batch: dict[str, np.ndarray]) -> Any:

@@ -7,6 +7,7 @@ The extension point (how SFT, DPO, RPO and the reward model plug into `train.loo
         return Task(init_params=..., loss_fn=..., data_iterator=...)
 
     init_params(rng) -> params                 fresh parameters (ignored when the run resumes or has init_from)
+    logical_axes() -> tree of logical names    optional: only for parameter trees other than the LM's (reward model)
     loss_fn(params, microbatch) -> (loss_sum, aux)   aux["count"] the normaliser, every entry a SUM (train/step.py)
     data_iterator(rows, process_index, process_count) -> DataIterator
         yields dicts of numpy arrays with leading axis `rows` (this process's share of one accumulation microbatch);
@@ -53,6 +54,8 @@ class Task:
     init_params: Callable[[jax.Array], Params]
     loss_fn: LossFn
     data_iterator: Callable[..., DataIterator]
+    # Logical axis names of the task's parameter tree, for sharded runs; None = the LM's (model.logical_axes).
+    logical_axes: Callable[[], Params] | None = None
 
 
 TASKS: dict[type, Callable[[Experiment], Task]] = {}
