@@ -92,6 +92,19 @@ def test_http_generator_keeps_prompt_order(server):
     assert gen.generate(prompts, max_tokens=4) == [f" reply {len(p)}" for p in prompts]
 
 
+def test_chat_prompts_are_tokenised_as_in_training():
+    """Conversations go as data/chat.encode_prompt ids; rendered text splits at the markers the same way."""
+    from nemotron_jax.data.chat import encode_prompt, render_chat
+
+    msgs = [{"role": "user", "content": "Hi there"}]
+    gen = backends.CompletionsGenerator(lambda body: None, tokenizer=TOK)
+    ids_chat, ids_text = gen._prompt([msgs, render_chat(msgs, add_generation_prompt=True)])
+    assert ids_chat == encode_prompt(TOK, msgs) == ids_text
+    assert TOK.piece_to_id("<extra_id_1>") in ids_chat
+    assert backends.CompletionsGenerator(lambda body: None)._prompt([msgs]) == [
+        render_chat(msgs, add_generation_prompt=True)]
+
+
 def test_server_errors_are_reported():
     def refuse(body):
         raise backends.BackendError("http://x/v1/completions answered 400: 'echo' is not supported")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nemotron_jax.eval import cli, report, suite
-from nemotron_jax.eval.io import DatasetError
+from nemotron_jax.eval.generative import prompt_text
 
 
 def _write(path, rows):
@@ -56,7 +56,7 @@ class Stage:
 
     def generate(self, prompts, *, max_tokens, stop=()):
         out = []
-        for p in prompts:
+        for p in map(prompt_text, prompts):
             if "def f" in p:
                 out.append("    return x * 2\n" if self.skill > 0.5 else "    return x\n")
             elif "lowercase" in p:

@@ -35,6 +35,7 @@ class FixedAnswerGenerator:
         self.table, self.prompts = table, []
 
     def generate(self, prompts, *, max_tokens, stop=()):
+        prompts = [generative.prompt_text(p) for p in prompts]  # chat conversations as the template text
         self.prompts += prompts
         last = [p.rsplit("Question:", 1)[-1].rsplit("User\n", 1)[-1] for p in prompts]  # not the k-shot examples
         return [next(v for k, v in self.table.items() if k in q) for q in last]

@@ -10,11 +10,13 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional, Sequence
 
+from nemotron_jax.eval.generative import Prompt, prompt_text
 from nemotron_jax.eval.text import Tokenizer, split_continuation
 
 Post = Callable[[dict], dict]
@@ -57,6 +59,16 @@ def client_post(client: Any) -> Post:
     return post
 
 
+def encode_text(tok: Any, text: str) -> list[int]:
+    """Plain text with any chat markers as their single ids, the text between them encoded piece by piece (the
+    way data/chat.py tokenises a rendered single-turn template in training)."""
+    from nemotron_jax.data.chat import CHAT_TOKENS
+
+    pattern = "(" + "|".join(re.escape(t) for t in CHAT_TOKENS) + ")"
+    return [i for part in re.split(pattern, text) if part
+            for i in ([tok.piece_to_id(part)] if part in CHAT_TOKENS else tok.encode(part))]
+
+
 def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
@@ -85,14 +97,18 @@ class CompletionsGenerator:
     def http(cls, base_url: str, model: str, api_key: Optional[str] = None, **kw: Any) -> "CompletionsGenerator":
         return cls(http_post(base_url, api_key=api_key), model, **kw)
 
-    def _prompt(self, chunk: Sequence[str]) -> Any:
+    def _prompt(self, chunk: Sequence[Prompt]) -> Any:
+        """Text for a remote server; token ids (BOS + template pieces, as in training) with our tokenizer."""
         if self.tokenizer is None:
-            return list(chunk)
-        bos = [self.tokenizer.bos_id] if getattr(self.tokenizer, "bos_id", None) is not None else []
-        return [bos + list(self.tokenizer.encode(p)) for p in chunk]
+            return [prompt_text(p) for p in chunk]
+        from nemotron_jax.data.chat import encode_prompt
 
-    def generate(self, prompts: Sequence[str], *, max_tokens: int, stop: Sequence[str] = ()) -> list[str]:
-        def one(chunk: Sequence[str]) -> list[str]:
+        tok = self.tokenizer
+        return [encode_prompt(tok, list(p)) if not isinstance(p, str) else [tok.bos_id] + encode_text(tok, p)
+                for p in chunk]
+
+    def generate(self, prompts: Sequence[Prompt], *, max_tokens: int, stop: Sequence[str] = ()) -> list[str]:
+        def one(chunk: Sequence[Prompt]) -> list[str]:
             body = {"model": self.model, "prompt": self._prompt(chunk), "max_tokens": max_tokens,
                     "temperature": 0.0, "stop": list(stop)[:MAX_API_STOP] or None}
             return [c["text"] for c in _texts(self.post(body), len(chunk))]

@@ -11,7 +11,7 @@ import dataclasses
 import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Optional, Protocol, Sequence
+from typing import Any, Optional, Protocol, Sequence, Union
 
 import numpy as np
 
@@ -22,10 +22,24 @@ ANSWER_IS = re.compile(r"answer\s+is\s*:?\s*", re.IGNORECASE)
 CHAT_STOP = ("<extra_id_1>", "<|endoftext|>")
 
 
+# A plain-text prompt, or a chat conversation ([{"role", "content"}, ...]) that the backend turns into the
+# Nemotron template with the generation prompt appended, tokenised exactly as in training (data/chat.py).
+Prompt = Union[str, Sequence[dict]]
+
+
 class Generator(Protocol):
     """prompts -> completions (greedy unless the implementation says otherwise); stop strings are cut off."""
 
-    def generate(self, prompts: Sequence[str], *, max_tokens: int, stop: Sequence[str] = ()) -> list[str]: ...
+    def generate(self, prompts: Sequence[Prompt], *, max_tokens: int, stop: Sequence[str] = ()) -> list[str]: ...
+
+
+def prompt_text(prompt: Prompt) -> str:
+    """A prompt as the text a completion endpoint is sent (chat conversations rendered with the template)."""
+    if isinstance(prompt, str):
+        return prompt
+    from nemotron_jax.data.chat import render_chat
+
+    return render_chat(list(prompt), add_generation_prompt=True)
 
 
 def normalize_number(text: str) -> Optional[str]:
@@ -89,17 +103,15 @@ def load_gsm8k(path: str | Path) -> list[MathItem]:
     return load_jsonl(path, parse_gsm8k)
 
 
-def gsm8k_prompt(item: MathItem, shots: Sequence[MathItem], *, chat: bool) -> str:
-    """Plain k-shot "Question: ...\\nAnswer: ..." text, or a Nemotron chat turn asking for '#### <number>'."""
+def gsm8k_prompt(item: MathItem, shots: Sequence[MathItem], *, chat: bool) -> Prompt:
+    """Plain k-shot "Question: ...\\nAnswer: ..." text, or a chat conversation asking for '#### <number>'."""
     if chat:
-        from nemotron_jax.data.chat import render_chat  # the alignment-owned template (SPEC §5)
-
         user = (item.question + "\nSolve step by step, then give the final answer on the last line as "
                 "'#### <number>'.")
         msgs = []
         for s in shots:
             msgs += [{"role": "user", "content": s.question}, {"role": "assistant", "content": s.solution}]
-        return render_chat(msgs + [{"role": "user", "content": user}], add_generation_prompt=True)
+        return msgs + [{"role": "user", "content": user}]
     examples = "".join(f"Question: {s.question}\nAnswer: {s.solution}\n\n" for s in shots)
     return examples + f"Question: {item.question}\nAnswer:"
 

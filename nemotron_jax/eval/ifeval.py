@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from nemotron_jax.eval.generative import CHAT_STOP, Generator, truncate_at_stop
+from nemotron_jax.eval.generative import CHAT_STOP, Generator, Prompt, truncate_at_stop
 from nemotron_jax.eval.io import DatasetError, load_jsonl, require_keys
 
 # (instruction_id, kwargs, response, loose) -> followed?
@@ -94,9 +94,7 @@ def evaluate_ifeval(generator: Generator, items: Sequence[IFEvalItem], *, chat: 
                     max_tokens: int = 512, checker: Checker = sdg_checker) -> dict[str, Any]:
     """Generate one response per prompt (chat template by default) and score it."""
     if chat:
-        from nemotron_jax.data.chat import render_chat
-
-        prompts = [render_chat([{"role": "user", "content": it.prompt}], add_generation_prompt=True) for it in items]
+        prompts: list[Prompt] = [[{"role": "user", "content": it.prompt}] for it in items]
         stop: tuple[str, ...] = CHAT_STOP
     else:
         prompts, stop = [it.prompt for it in items], ()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from nemotron_jax.eval import code_exec, generative, ifeval, multiple_choice, reward_bench
 from nemotron_jax.eval.generative import Generator
