@@ -376,3 +376,8 @@ def test_all_items_enumerates_each_finite_split_exactly(tw):
         assert all(it.check(it.answer) for it in train + held)
     assert len(all_items(tw.world, "sum_1digit", split="train", seed=7, heldout_fraction=0.2)) + len(
         all_items(tw.world, "sum_1digit", split="heldout", seed=7, heldout_fraction=0.2)) == 100
+
+
+def test_letter_count_answers_are_not_dominated_by_one_value(tw):
+    answers = collections.Counter(it.answer for it in tw.items("letter_count", 400))
+    assert max(answers.values()) / 400 < 0.45 and {"0", "1", "2"} <= set(answers), answers

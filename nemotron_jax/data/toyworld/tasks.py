@@ -101,6 +101,11 @@ def word_pool(world: World) -> tuple[str, ...]:
     return tuple(sorted(set(w for w in words if 3 <= len(w) <= 9)))
 
 
+@functools.lru_cache(maxsize=16)
+def _repeating_words(world: World) -> tuple[str, ...]:
+    return tuple(w for w in word_pool(world) if len(set(w)) < len(w))
+
+
 def _numeric_distractors(n: int) -> tuple[str, ...]:
     return tuple(str(v) for v in (n + 1, n - 1, n + 2, n + 10) if v >= 0 and v != n)[:3]
 
@@ -116,10 +121,13 @@ def _fact_item(world: World, rng: random.Random, key: Optional[tuple] = None) ->
 def _letter_count_item(world: World, rng: random.Random, key: Optional[tuple] = None) -> TaskItem:
     if key:
         w, c = key
-    else:
-        w = rng.choice(word_pool(world))
-        c = rng.choice(w) if rng.random() < 0.85 else rng.choice([x for x in "abcdefghijklmnopqrstuvwxyz"
-                                                                   if x not in w])
+    else:  # answers 0, 1 and 2+ equally often: most letters occur once, so "1" alone would score ~2/3
+        bucket = rng.randrange(3)
+        w = rng.choice(_repeating_words(world) if bucket == 2 else word_pool(world))
+        if bucket == 0:
+            c = rng.choice([x for x in "abcdefghijklmnopqrstuvwxyz" if x not in w])
+        else:
+            c = rng.choice(sorted(x for x in set(w) if (w.count(x) > 1) == (bucket == 2)) or sorted(w))
     n = w.count(c)
     return TaskItem("letter_count", f"letter_count/{w}/{c}", f"How many times does the letter {c} appear in {w}?",
                     str(n), f"The letter {c} appears {n} {'time' if n == 1 else 'times'} in {w}.",
