@@ -173,3 +173,37 @@ def test_cli_against_the_projects_server(params, tmp_path, capsys):
     finally:
         srv.shutdown()
         service.engine.close()
+
+
+def test_reward_scorers_in_process_and_http_match_the_head_by_hand(tmp_path):
+    """RewardBench scoring of a regression RM: reward = (h_last @ W + b) · the 340B weights, both ways."""
+    from nemotron_jax.data.chat import encode_reward_input
+    from nemotron_jax.eval.cli import HttpRewardScorer
+    from nemotron_jax.eval.reward_bench import ModelRewardScorer
+    from nemotron_jax.inference.server import build_service, make_server
+    from nemotron_jax.losses.reward import NEMOTRON4_340B_REWARD_WEIGHTS
+    from nemotron_jax.model import forward_hidden
+    from nemotron_jax.model.heads import init_reward_params
+
+    cfg = CFG.replace(max_seq_len=64)  # the reward template needs ~40 tokens
+    rparams = init_reward_params(cfg, jax.random.PRNGKey(3))
+    prompts, responses = ["Hi", "Add 2 and 2"], ["Hello!", "4"]
+    want = []
+    for p, r in zip(prompts, responses):
+        ids = encode_reward_input(TOK, [{"role": "user", "content": p}], r)
+        x = np.zeros((1, cfg.max_seq_len), np.int32)
+        x[0, :len(ids)] = ids
+        trunk = {k: rparams[k] for k in ("embed", "layers", "final_norm")}
+        h = np.asarray(forward_hidden(trunk, x, cfg)[0, len(ids) - 1], np.float64)
+        head = rparams["reward_head"]
+        attrs = h @ np.asarray(head["kernel"], np.float64) + np.asarray(head["bias"], np.float64)
+        want.append(attrs @ np.asarray(NEMOTRON4_340B_REWARD_WEIGHTS, np.float64))
+    got = ModelRewardScorer(rparams, cfg, TOK).reward(prompts, responses)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    srv = make_server(build_service(cfg, rparams, TOK, "rm"), "127.0.0.1", 0)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+    try:
+        http = HttpRewardScorer(f"http://127.0.0.1:{srv.server_address[1]}/v1", "rm", batch=1)
+        np.testing.assert_allclose(http.reward(prompts, responses), want, rtol=1e-4, atol=1e-4)
+    finally:
+        srv.shutdown()
