@@ -4,7 +4,7 @@ One checkpoint is a folder `<dir>/<step>/` holding four items:
 
     params   the fp32 master parameters (its own item, so eval/inference read it without the optimizer)
     train    {"opt_state", "step", "nonfinite_in_a_row", "nonfinite_total"} -- the rest of the TrainState
-    data     the data iterator's state (JSON, from `iterator.get_state()`) so a resumed run sees the next batch
+    data     every process's data-iterator state (JSON, `iterator.get_state()`), so a resumed run sees the next batch
     meta     JSON: consumed samples/tokens (the ramp position), the experiment name, anything else the loop adds
 
 The LR schedule position is the optimizer's own update count inside `opt_state`, so it resumes with it.
@@ -14,6 +14,7 @@ is how a checkpoint written on one device count is read on another.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -57,9 +58,13 @@ class Checkpointer:
 
     def save(self, step: int, state: TrainState, *, data_state: Optional[dict] = None,
              meta: Optional[dict] = None) -> None:
-        """Start writing checkpoint `step` (returns once arrays are copied off the devices when async)."""
+        """Start writing checkpoint `step` (returns once arrays are copied off the devices when async).
+
+        `data_state` is this process's iterator state; every process calls save, and all their states are kept.
+        """
+        per_process = _gather_json(data_state or {})
         items = dict(params=ocp.args.StandardSave(state.params), train=ocp.args.StandardSave(_train_part(state)),
-                     data=ocp.args.JsonSave(data_state or {}), meta=ocp.args.JsonSave(meta or {}))
+                     data=ocp.args.JsonSave({"per_process": per_process}), meta=ocp.args.JsonSave(meta or {}))
         self._mgr.save(step, args=ocp.args.Composite(**items), force=True)
 
     def wait(self) -> None:
@@ -75,7 +80,7 @@ class Checkpointer:
                      data=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore())
         got = self._mgr.restore(step, args=ocp.args.Composite(**items))
         state = target.replace(params=got.params, **got.train)
-        return state, dict(got.data or {}), dict(got.meta or {})
+        return state, _own_data_state(dict(got.data or {}), step), dict(got.meta or {})
 
     def restore_params(self, step: Optional[int] = None, target: Any = None) -> Params:
         """Just the parameters of `step`, laid out like `target` (default: every array on the first device)."""
@@ -105,6 +110,29 @@ class Checkpointer:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _gather_json(obj: dict) -> list[dict]:
+    """Every process's `obj`, in process order (orbax writes JSON items from the primary process only)."""
+    if jax.process_count() == 1:
+        return [obj]
+    from jax.experimental import multihost_utils
+
+    raw = np.frombuffer(json.dumps(obj).encode(), np.uint8)
+    longest = int(np.max(multihost_utils.process_allgather(np.array([raw.size]))))
+    padded = np.zeros(longest, np.uint8)
+    padded[:raw.size] = raw
+    rows = np.asarray(multihost_utils.process_allgather(padded)).reshape(jax.process_count(), longest)
+    return [json.loads(bytes(row).rstrip(b"\0").decode()) for row in rows]
+
+
+def _own_data_state(saved: dict, step: int) -> dict:
+    """This process's entry of a saved per-process data state."""
+    entries = saved.get("per_process", [saved])
+    if len(entries) != jax.process_count():
+        raise ValueError(f"checkpoint {step} holds data-iterator states of {len(entries)} processes but this run has "
+                         f"{jax.process_count()}; resume with the same process count (or start the data afresh)")
+    return entries[jax.process_index()]
 
 
 def split_step_dir(path: str | os.PathLike) -> tuple[Path, Optional[int]]:
