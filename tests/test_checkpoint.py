@@ -164,3 +164,12 @@ def test_init_from_loads_params_with_a_fresh_optimizer(rows_file, tmp_path, unin
     loss_sum, aux = next_token_loss(exp.model)(uninterrupted.state.params, next(it))
     assert result.records[0]["loss"] == pytest.approx(float(loss_sum / aux["count"]), rel=1e-5)
     assert result.records[0]["lr"] == pytest.approx(1e-2)  # warmup restarts: 3e-2 * 1/3
+
+
+def test_data_states_are_kept_per_process():
+    from nemotron_jax.checkpoint.manager import _gather_json, _own_data_state
+
+    assert _gather_json({"index": 3}) == [{"index": 3}]  # one process here; several are all-gathered
+    assert _own_data_state({"per_process": [{"index": 3}]}, step=7) == {"index": 3}
+    with pytest.raises(ValueError, match="checkpoint 7 holds data-iterator states of 2 processes but this run has 1"):
+        _own_data_state({"per_process": [{}, {}]}, step=7)
