@@ -105,6 +105,14 @@ def test_chat_prompts_are_tokenised_as_in_training():
         render_chat(msgs, add_generation_prompt=True)]
 
 
+def test_long_prompts_keep_bos_and_their_newest_tokens():
+    gen = backends.CompletionsGenerator(lambda body: None, tokenizer=TOK, max_seq_len=16)
+    (ids,) = gen._prompt(["abcdefghijklmnopqrstuvwxyz"], max_tokens=6)
+    assert ids == [TOK.bos_id] + TOK.encode("rstuvwxyz") and len(ids) + 6 == 16
+    with pytest.raises(backends.BackendError, match="lower max_tokens"):
+        gen._prompt(["abc"], max_tokens=16)
+
+
 def test_server_errors_are_reported():
     def refuse(body):
         raise backends.BackendError("http://x/v1/completions answered 400: 'echo' is not supported")

@@ -83,33 +83,44 @@ def _texts(res: dict, n: int) -> list[dict]:
 class CompletionsGenerator:
     """Greedy completions, `batch` prompts per request and `concurrency` requests in flight (the server batches)."""
 
-    def __init__(self, post: Post, model: str = "local", *, tokenizer: Optional[Any] = None, batch: int = 16,
-                 concurrency: int = 4) -> None:
-        self.post, self.model, self.tokenizer = post, model, tokenizer
+    def __init__(self, post: Post, model: str = "local", *, tokenizer: Optional[Any] = None,
+                 max_seq_len: Optional[int] = None, batch: int = 16, concurrency: int = 4) -> None:
+        self.post, self.model, self.tokenizer, self.max_seq_len = post, model, tokenizer, max_seq_len
         self.batch, self.concurrency = batch, concurrency
 
     @classmethod
     def in_process(cls, client: Any, **kw: Any) -> "CompletionsGenerator":
-        """Through `InferenceClient`; prompts are sent as BOS + token ids of the client's tokenizer."""
-        return cls(client_post(client), client.model_name, tokenizer=client.service.tokenizer, **kw)
+        """Through `InferenceClient`; prompts are sent as BOS + token ids of the client's tokenizer, and prompts
+        too long for the context lose their oldest tokens (after BOS) so that max_tokens still fit."""
+        return cls(client_post(client), client.model_name, tokenizer=client.service.tokenizer,
+                   max_seq_len=client.service.max_seq_len, **kw)
+
+    def _fit(self, ids: list[int], max_tokens: int) -> list[int]:
+        if self.max_seq_len is None or len(ids) + max_tokens <= self.max_seq_len:
+            return ids
+        keep = self.max_seq_len - max_tokens - 1  # prompt tokens after BOS
+        if keep < 1:
+            raise BackendError(f"max_tokens={max_tokens} leaves no room for a prompt in the model's context of "
+                               f"{self.max_seq_len} tokens; lower max_tokens")
+        return ids[:1] + ids[1:][-keep:]
 
     @classmethod
     def http(cls, base_url: str, model: str, api_key: Optional[str] = None, **kw: Any) -> "CompletionsGenerator":
         return cls(http_post(base_url, api_key=api_key), model, **kw)
 
-    def _prompt(self, chunk: Sequence[Prompt]) -> Any:
+    def _prompt(self, chunk: Sequence[Prompt], max_tokens: int = 0) -> Any:
         """Text for a remote server; token ids (BOS + template pieces, as in training) with our tokenizer."""
         if self.tokenizer is None:
             return [prompt_text(p) for p in chunk]
         from nemotron_jax.data.chat import encode_prompt
 
         tok = self.tokenizer
-        return [encode_prompt(tok, list(p)) if not isinstance(p, str) else [tok.bos_id] + encode_text(tok, p)
-                for p in chunk]
+        return [self._fit(encode_prompt(tok, list(p)) if not isinstance(p, str) else
+                          [tok.bos_id] + encode_text(tok, p), max_tokens) for p in chunk]
 
     def generate(self, prompts: Sequence[Prompt], *, max_tokens: int, stop: Sequence[str] = ()) -> list[str]:
         def one(chunk: Sequence[Prompt]) -> list[str]:
-            body = {"model": self.model, "prompt": self._prompt(chunk), "max_tokens": max_tokens,
+            body = {"model": self.model, "prompt": self._prompt(chunk, max_tokens), "max_tokens": max_tokens,
                     "temperature": 0.0, "stop": list(stop)[:MAX_API_STOP] or None}
             return [c["text"] for c in _texts(self.post(body), len(chunk))]
 
