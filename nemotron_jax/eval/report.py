@@ -58,6 +58,9 @@ def plot_stages(results: Results, path: str | Path, *, title: str = "Benchmarks 
         ys = [results[s].get(c, float("nan")) for s in stages]
         ax.plot(range(len(stages)), ys, marker="o", label=c)
     ax.set_xticks(range(len(stages)), stages, rotation=20, ha="right")
+    values = [v for s in stages for v in results[s].values() if not math.isnan(v)]
+    if values and 0 <= min(values) and max(values) <= 100:
+        ax.set_ylim(-2, 102)  # percent scores on their full scale, so a flat line at 0 reads as 0
     ax.set_ylabel("score (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
