@@ -67,3 +67,17 @@ def test_dry_run_two_simulated_processes():
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("all-reduce over 8 devices ok") == 2
     assert "[preflight] mesh" in out.stdout
+
+
+def test_train_cli_runs_every_rpo_iteration(monkeypatch):
+    """`nemotron-jax train rpo.py` (and the cluster launcher) must run all RPO iterations, not one."""
+    from nemotron_jax import config as C
+    from nemotron_jax.train import alignment, cli, loop
+
+    calls = []
+    monkeypatch.setattr(alignment, "run_rpo", lambda exp: calls.append(("rpo", exp.loss.iterations)) or ["r1", "r3"])
+    monkeypatch.setattr(loop, "run", lambda exp: calls.append(("run", type(exp.loss).__name__)) or "r")
+    exp = cli.load_experiment_file(FIXTURE)
+    assert cli.run_experiment(exp.replace(loss=C.RPO(iterations=3))) == "r3"
+    assert cli.run_experiment(exp.replace(loss=C.RPO(iterations=1))) == "r"
+    assert calls == [("rpo", 3), ("run", "RPO")]

@@ -72,10 +72,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"[dry-run] process {jax.process_index()}/{jax.process_count()}: all-reduce over {int(total)} "
               f"devices ok")
         return 0
-    from nemotron_jax.train.loop import run
+    from nemotron_jax.train.cli import run_experiment
 
-    run(exp)
-    return 0
+    result = run_experiment(exp)
+    return 0 if result.status == "finished" else 3  # 3: preempted, the sbatch script requeues
 
 
 if __name__ == "__main__":

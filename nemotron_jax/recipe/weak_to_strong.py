@@ -61,34 +61,36 @@ class RecipeConfig:
     out_dir: Optional[str] = None
     seed: int = 0
     world: C.ToyWorldConfig = field(default_factory=lambda: C.ToyWorldConfig(
-        pretrain_chars=2_000_000, tokenizer_chars=600_000, code_sft=1500, general_sft=4000, preference_prompts=600,
-        preference_pairs=400, helpsteer=2000, helpsteer_val=200, eval_per_task=30, eval_ifeval=100, eval_mc=60,
+        pretrain_chars=2_000_000, tokenizer_chars=600_000, code_sft=1500, general_sft=12000, preference_prompts=600,
+        preference_pairs=400, helpsteer=6000, helpsteer_val=200, eval_per_task=30, eval_ifeval=100, eval_mc=60,
         eval_code=10, eval_rm_pairs=200))
-    vocab_size: int = 2048
-    seq_len: int = 128
+    # A near-character vocabulary: upper-casing and reversing a word never seen in training become letter-level
+    # skills a 2-layer model can learn; with 2K pieces each word is one token and those tasks stay at 0.
+    vocab_size: int = 384
+    seq_len: int = 192
     weak: C.ModelConfig = field(default_factory=lambda: C.toy_small(
-        name="toy-weak", vocab_size=2048, num_layers=2, d_model=96, num_heads=4, num_kv_heads=2, head_dim=24,
+        name="toy-weak", vocab_size=384, num_layers=2, d_model=96, num_heads=4, num_kv_heads=2, head_dim=24,
         ffn_dim=384, max_seq_len=256))
     strong: C.ModelConfig = field(default_factory=lambda: C.toy_small(
-        name="toy-strong", vocab_size=2048, num_layers=2, d_model=128, num_heads=4, num_kv_heads=2, head_dim=32,
+        name="toy-strong", vocab_size=384, num_layers=2, d_model=128, num_heads=4, num_kv_heads=2, head_dim=32,
         ffn_dim=512, max_seq_len=256))
     weak_pretrain: StageTrain = StageTrain(steps=150, batch=16, lr=3e-3, warmup=20, schedule="cosine", min_lr=3e-4)
     strong_pretrain: StageTrain = StageTrain(steps=400, batch=16, lr=3e-3, warmup=30, schedule="cosine",
                                              min_lr=3e-4)
-    reward_model: StageTrain = StageTrain(steps=250, batch=16, lr=1e-3, warmup=20, schedule="cosine", min_lr=1e-4)
+    reward_model: StageTrain = StageTrain(steps=400, batch=16, lr=1e-3, warmup=20, schedule="cosine", min_lr=1e-4)
     weak_sft: StageTrain = StageTrain(steps=120, batch=16, lr=1e-3, warmup=10)
     sft_code: StageTrain = StageTrain(steps=60, batch=16, lr=1e-3, warmup=10)
-    sft_general: StageTrain = StageTrain(steps=300, batch=16, lr=1e-3, warmup=10, schedule="cosine", min_lr=1e-4)
-    dpo: StageTrain = StageTrain(steps=40, batch=8, lr=1e-4, warmup=5)
-    rpo: StageTrain = StageTrain(steps=30, batch=8, lr=1e-4, warmup=5)
+    sft_general: StageTrain = StageTrain(steps=400, batch=16, lr=2e-3, warmup=20, schedule="cosine", min_lr=1e-4)
+    dpo: StageTrain = StageTrain(steps=60, batch=8, lr=3e-5, warmup=5)
+    rpo: StageTrain = StageTrain(steps=30, batch=8, lr=3e-5, warmup=5)
     dpo_beta: float = 0.1
     rpo_beta: float = 0.1
     rpo_eta: float = 1.0
-    pref_sft_weight: float = 0.2  # keep the SFT term on chosen responses (without it DPO degrades accuracy)
-    sdg_prompts: int = 400
+    pref_sft_weight: float = 1.0  # keep the SFT term on chosen responses (without it DPO degrades accuracy)
+    sdg_prompts: int = 1200
     sdg_k: int = 4
     sdg_temperature: float = 1.0
-    sdg_max_tokens: int = 48
+    sdg_max_tokens: int = 80
 
     @property
     def run_dir(self) -> Path:
@@ -377,10 +379,14 @@ def evaluate_policy(r: Recipe, stage: str, model: C.ModelConfig) -> dict[str, fl
     try:
         gen = CompletionsGenerator.in_process(client, batch=32, concurrency=2)
         tasks = [rec for _, rec in iter_jsonl(r.data_file("eval_tasks"))]
-        t = evaluate_tasks(gen, tasks, max_tokens=r.cfg.sdg_max_tokens)
-        ife = evaluate_ifeval(gen, load_ifeval(r.data_file("eval_ifeval")), max_tokens=r.cfg.sdg_max_tokens)
+        t = evaluate_tasks(gen, tasks, max_tokens=64)
+        ife = evaluate_ifeval(gen, load_ifeval(r.data_file("eval_ifeval")), max_tokens=128)
     finally:
         client.close()
+    detail = r.path("eval", f"{stage}_detail.json")
+    detail.parent.mkdir(parents=True, exist_ok=True)
+    detail.write_text(json.dumps({"tasks_per_task": t["per_task"], "tasks_predictions": t["predictions"][:50],
+                                  "ifeval": {k: v for k, v in ife.items() if k != "predictions"}}, indent=1))
     return {"Tasks": 100 * t["accuracy"], "IFEval-P": 100 * ife["prompt_strict"],
             "IFEval-I": 100 * ife["instruction_strict"]}
 

@@ -423,8 +423,8 @@ def preference_task(exp: Experiment) -> Task:
     loss: DPO = exp.loss
     if getattr(loss, "iterations", 1) > 1:  # one loop run is one iteration; never silently run fewer
         raise ConfigError(f"RPO(iterations={loss.iterations}) is several runs: start it with "
-                          f"nemotron_jax.train.alignment.run_rpo(exp) (what the rpo experiment files' __main__ "
-                          f"does), or set loss.iterations=1 for a single iteration")
+                          f"`nemotron-jax train` (train.cli.run_experiment) or train.alignment.run_rpo(exp), "
+                          f"or set loss.iterations=1 for a single iteration")
     tok = load_tokenizer(exp.data.tokenizer)
     table = encode_pairs(tok, preference_pairs(exp, tok), exp.batch.seq_len)
     ref = reference_params(exp)
@@ -531,6 +531,7 @@ def reward_regression_task(exp: Experiment) -> Task:
         return {**batch, "labels": labels[idx]}
 
     return Task(init_params=reward_init(exp, loss.num_attributes, loss.lm_init_from),
+                logical_axes=lambda: heads.reward_logical_axes(exp.model, loss.num_attributes),
                 loss_fn=regression_loss_fn(exp.model, hidden_forward(exp)),
                 data_iterator=lambda **kw: ExampleIterator(len(ids), make_batch, seed=exp.seed,
                                                            shuffle=exp.data.shuffle, **kw))
@@ -576,5 +577,6 @@ def bradley_terry_task(exp: Experiment) -> Task:
         return batch
 
     return Task(init_params=reward_init(exp, loss.num_attributes, loss.lm_init_from),
+                logical_axes=lambda: heads.reward_logical_axes(exp.model, loss.num_attributes),
                 loss_fn=bt_loss_fn(exp.model, loss, hidden_forward(exp)),
                 data_iterator=_pair_iterator(table, exp, tok.pad_id, make=make))

@@ -90,6 +90,20 @@ def apply_overrides(cfg: Any, overrides: Sequence[str]) -> Any:
     return cfg
 
 
+def run_experiment(exp: Any) -> Any:
+    """Train `exp`; an RPO loss with `iterations` > 1 runs every iteration (each from and referencing the last).
+
+    Returns the final RunResult (the last iteration's for RPO).
+    """
+    if getattr(exp.loss, "iterations", 1) > 1:
+        from nemotron_jax.train.alignment import run_rpo
+
+        return run_rpo(exp)[-1]
+    from nemotron_jax.train.loop import run
+
+    return run(exp)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of `nemotron-jax train`."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -102,11 +116,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ConfigError as e:
         print(f"nemotron-jax train: {e}", file=sys.stderr)
         return 2
-    from nemotron_jax.train.loop import run
-
     if hasattr(module, "prepare"):  # an experiment's one-off set-up, e.g. training its tokenizer
         module.prepare(exp)
-    result = run(exp)
+    result = run_experiment(exp)
     print(f"{exp.name}: {result.status} at step {result.step} ({result.consumed_samples} samples); "
           f"outputs in {result.run_dir}")
     return 0 if result.status == "finished" else 3
