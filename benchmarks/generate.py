@@ -79,6 +79,7 @@ def main() -> None:
     ap.add_argument("--dtype", default=None, help="compute dtype override (e.g. bfloat16 on GPU)")
     ap.add_argument("--no-hf", action="store_true")
     ap.add_argument("--hf-gpu", action="store_true")
+    ap.add_argument("--hf-threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     args = ap.parse_args()
 
     overrides = {"dtype": args.dtype} if args.dtype else {}
@@ -92,6 +93,8 @@ def main() -> None:
         try:
             import torch
 
+            if args.hf_threads:
+                torch.set_num_threads(args.hf_threads)
             model = hf_model(params, cfg, device)
             print(f"HF: torch {torch.__version__}, {torch.get_num_threads()} threads, sdpa, use_cache")
         except ImportError as e:

@@ -259,3 +259,23 @@ def test_a_rows_draw_does_not_depend_on_batch_mates_filters(sampler):
     alone = sampler.generate(PROMPTS[:2], [plain, plain])
     mixed = sampler.generate(PROMPTS[:2], [plain, plain.replace(top_p=0.5, seed=10)])
     assert alone[0][0].token_ids == mixed[0][0].token_ids
+
+
+def test_streamed_deltas_add_up_and_never_leak_a_stop_string(params, sampler):
+    """Chunked decoding with on_deltas: the pieces concatenate to the final text; no piece shows the stop string."""
+    tok = ByteTokenizer(CFG.vocab_size)
+    ref = tok.decode(_reference_greedy(params, PROMPTS[0], NEW))
+    visible = [ch for ch in ref if ch != "\ufffd"]
+    stop = visible[len(visible) // 2] if visible else "\x00"
+    s = sampler
+    pieces, finished = [], []
+
+    def collect(deltas):
+        for d in deltas:
+            pieces.append(d.text)
+            finished.append(d.finished)
+
+    sp = SamplingParams(max_new_tokens=NEW, temperature=0.0, ignore_eos=True, stop=(stop,))
+    (c,) = s.run_rows([s.rows_for([PROMPTS[0]], sp)[0]], on_deltas=collect)
+    assert "".join(pieces) == c.text and stop not in "".join(pieces)
+    assert finished[-1] == c.finish_reason and all(f is None for f in finished[:-1])

@@ -202,3 +202,20 @@ def test_sigterm_finishes_in_flight_request_then_exits(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_checkpoint_folders_load(tmp_path, params):
+    """--checkpoint understands params-only folders and HF folders (no generation: loading only)."""
+    from nemotron_jax.checkpoint.params_io import save_params
+    from nemotron_jax.inference.server import load_model
+
+    save_params(tmp_path / "ckpt", params, CFG)
+    cfg, loaded = load_model(str(tmp_path / "ckpt"), None, False)
+    assert cfg == CFG
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), jax.tree.map(jax.numpy.asarray, loaded),
+                                     params))
+    hf = os.path.join(os.path.dirname(__file__), "fixtures", "hf_tiny")
+    cfg, loaded = load_model(hf, None, False)
+    assert loaded["lm_head"]["kernel"].shape == (cfg.d_model, cfg.vocab_size)
+    with pytest.raises(SystemExit, match="--preset"):
+        load_model(str(tmp_path), None, False)
