@@ -111,6 +111,8 @@ def test_seeded_sampling_is_reproducible_and_independent_of_batch_mates(sampler)
     assert a[0][0].token_ids != a[0][1].token_ids  # the n samples differ
     c = sampler.generate(PROMPTS[:1], sp.replace(seed=124))
     assert c[0][0].token_ids != a[0][0].token_ids
+    big = sampler.generate(PROMPTS[:1], sp.replace(seed=123 + 2 ** 40))  # high seed bits are not dropped
+    assert big[0][0].token_ids != a[0][0].token_ids
 
 
 def _np_allowed(logits, temperature, top_k, top_p):

@@ -278,8 +278,10 @@ class Row:
 
 
 def _row_key(params: SamplingParams, sample_index: int) -> np.ndarray:
-    seed = params.seed if params.seed is not None else secrets.randbits(31)
-    return np.asarray(jax.random.key_data(jax.random.fold_in(jax.random.key(seed), sample_index)))
+    """Threefry key data of (seed, sample index); all 64 seed bits count (jax.random.key keeps only 32 here)."""
+    seed = (params.seed if params.seed is not None else secrets.randbits(63)) & ((1 << 64) - 1)
+    base = jax.random.wrap_key_data(np.array([seed >> 32, seed & 0xFFFFFFFF], np.uint32))
+    return np.asarray(jax.random.key_data(jax.random.fold_in(base, sample_index)))
 
 
 def _row_arrays(rows: Sequence[Row], batch: int, eos_id: int) -> dict:
