@@ -65,9 +65,10 @@ def test_cached_decode_matches_full_forward_logits_ragged(params):
     pos = np.where(np.arange(p)[None] < lens[:, None], np.arange(p)[None], -1)
     cache = init_cache(CFG, b, p + 4)
     prefill_logits, cache = _cached_step(params, jnp.asarray(toks), cache, jnp.asarray(pos), jnp.zeros(b, jnp.int32))
-    last, _ = jax.jit(lambda prm, c: forward_cached(prm, jnp.asarray(toks), CFG, c, positions=jnp.asarray(pos),
-                                                    write_index=jnp.zeros(b, jnp.int32),
-                                                    logits_index=jnp.asarray(lens - 1)))(params, init_cache(CFG, b, p + 4))
+    only_last = jax.jit(lambda prm, c: forward_cached(prm, jnp.asarray(toks), CFG, c, positions=jnp.asarray(pos),
+                                                      write_index=jnp.zeros(b, jnp.int32),
+                                                      logits_index=jnp.asarray(lens - 1)))
+    last, _ = only_last(params, init_cache(CFG, b, p + 4))
     np.testing.assert_allclose(np.asarray(last[:, 0]), np.asarray(prefill_logits)[np.arange(b), lens - 1], atol=1e-5)
     step_logits = []
     for i in range(4):

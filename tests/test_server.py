@@ -90,8 +90,9 @@ def test_chat_completion_uses_the_nemotron_template(client, params):
     r = client.chat.completions.create(model=NAME, messages=msgs, max_tokens=6, temperature=0.0)
     s = Sampler(params, CFG, tokenizer=TOK, chunk=4)
     ids = encode_prompt(TOK, msgs)
-    want = s.run_rows([Row(ids, SamplingParams(max_new_tokens=6, temperature=0.0, stop=("<extra_id_1>", "<|endoftext|>"),
-                                               stop_token_ids=(TOK.piece_to_id("<extra_id_1>"),)))])[0]
+    sp = SamplingParams(max_new_tokens=6, temperature=0.0, stop=("<extra_id_1>", "<|endoftext|>"),
+                        stop_token_ids=(TOK.piece_to_id("<extra_id_1>"),))
+    want = s.run_rows([Row(ids, sp)])[0]
     assert r.choices[0].message.role == "assistant" and r.choices[0].message.content == want.text
     assert r.usage.prompt_tokens == len(ids)
 

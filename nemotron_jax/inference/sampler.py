@@ -414,7 +414,8 @@ class Sampler:
                              f"they exceed the model's context of {self.cfg.max_seq_len} tokens. Shorten the "
                              f"prompt or lower max_tokens.")
 
-    def rows_for(self, prompts: Sequence[Sequence[int]], params: SamplingParams | Sequence[SamplingParams]) -> list[Row]:
+    def rows_for(self, prompts: Sequence[Sequence[int]],
+                 params: SamplingParams | Sequence[SamplingParams]) -> list[Row]:
         plist = [params] * len(prompts) if isinstance(params, SamplingParams) else list(params)
         if len(plist) != len(prompts):
             raise ValueError(f"got {len(prompts)} prompts but {len(plist)} SamplingParams")
