@@ -36,6 +36,9 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "nemotron-jax"
+    # Headers and body go out as separate writes; with Nagle on, a kept-alive connection waits ~40 ms for the
+    # client's delayed ACK before the body leaves (measured: 15 -> 54 requests/s at concurrency 1).
+    disable_nagle_algorithm = True
     service: InferenceService  # set on the subclass made by make_server
 
     def log_message(self, fmt: str, *args: Any) -> None:
