@@ -64,18 +64,18 @@ class RecipeConfig:
         pretrain_chars=2_000_000, tokenizer_chars=600_000, code_sft=1500, general_sft=12000, preference_prompts=600,
         preference_pairs=400, helpsteer=6000, helpsteer_val=200, eval_per_task=30, eval_ifeval=100, eval_mc=60,
         eval_code=10, eval_rm_pairs=200))
-    # A near-character vocabulary: upper-casing and reversing a word never seen in training become letter-level
-    # skills a 2-layer model can learn; with 2K pieces each word is one token and those tasks stay at 0.
-    vocab_size: int = 384
-    seq_len: int = 192
+    # A small vocabulary (words split into a few pieces): held-out upper-casing and reversal need letter-level
+    # skills; at 2K pieces each word is one token. 512 did best in a probe (384 is the toy text's floor).
+    vocab_size: int = 512
+    seq_len: int = 256
     weak: C.ModelConfig = field(default_factory=lambda: C.toy_small(
-        name="toy-weak", vocab_size=384, num_layers=2, d_model=96, num_heads=4, num_kv_heads=2, head_dim=24,
-        ffn_dim=384, max_seq_len=256))
+        name="toy-weak", vocab_size=512, num_layers=2, d_model=96, num_heads=4, num_kv_heads=2, head_dim=24,
+        ffn_dim=384, max_seq_len=512))
     strong: C.ModelConfig = field(default_factory=lambda: C.toy_small(
-        name="toy-strong", vocab_size=384, num_layers=2, d_model=128, num_heads=4, num_kv_heads=2, head_dim=32,
-        ffn_dim=512, max_seq_len=256))
+        name="toy-strong", vocab_size=512, num_layers=2, d_model=128, num_heads=4, num_kv_heads=2, head_dim=32,
+        ffn_dim=512, max_seq_len=512))
     weak_pretrain: StageTrain = StageTrain(steps=150, batch=16, lr=3e-3, warmup=20, schedule="cosine", min_lr=3e-4)
-    strong_pretrain: StageTrain = StageTrain(steps=400, batch=16, lr=3e-3, warmup=30, schedule="cosine",
+    strong_pretrain: StageTrain = StageTrain(steps=600, batch=16, lr=3e-3, warmup=30, schedule="cosine",
                                              min_lr=3e-4)
     reward_model: StageTrain = StageTrain(steps=400, batch=16, lr=1e-3, warmup=20, schedule="cosine", min_lr=1e-4)
     weak_sft: StageTrain = StageTrain(steps=120, batch=16, lr=1e-3, warmup=10)
@@ -87,7 +87,8 @@ class RecipeConfig:
     rpo_beta: float = 0.1
     rpo_eta: float = 1.0
     pref_sft_weight: float = 1.0  # keep the SFT term on chosen responses (without it DPO degrades accuracy)
-    sdg_prompts: int = 1200
+    sdg_prompts: int = 1000
+    sdg_prompts_round2: int = 400  # round 2 only measures the aligned generator's data quality
     sdg_k: int = 4
     sdg_temperature: float = 1.0
     sdg_max_tokens: int = 80
@@ -111,7 +112,7 @@ def quick(cfg: Optional[RecipeConfig] = None) -> RecipeConfig:
         weak_pretrain=short(cfg.weak_pretrain, 20), strong_pretrain=short(cfg.strong_pretrain, 40),
         reward_model=short(cfg.reward_model, 20), weak_sft=short(cfg.weak_sft, 15), sft_code=short(cfg.sft_code, 8),
         sft_general=short(cfg.sft_general, 20), dpo=short(cfg.dpo, 6), rpo=short(cfg.rpo, 4), sdg_prompts=32,
-        sdg_k=2, sdg_max_tokens=24)
+        sdg_prompts_round2=16, sdg_k=2, sdg_max_tokens=24)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -297,14 +298,15 @@ def sdg_pipeline(r: Recipe, round_name: str) -> Any:
         name=round_name, out_dir=str(r.path(round_name)), seed=c.seed + (0 if round_name.endswith("1") else 1),
         concurrency=64, models={},
         stages=[
-            {"type": "toyworld", "n": c.sdg_prompts, "instructed_share": c.world.preference_instructed_share,
-             "split": "train", "world_seed": c.world.seed},
+            {"type": "toyworld", "n": c.sdg_prompts if round_name.endswith("1") else c.sdg_prompts_round2,
+             "instructed_share": c.world.preference_instructed_share, "split": "train", "world_seed": c.world.seed},
             {"type": "responses", "models": ["generator"], "k": c.sdg_k, "temperature": c.sdg_temperature,
              "max_tokens": c.sdg_max_tokens},
             {"type": "judge_toyworld"},  # ground truth + instruction verifiers, HelpSteer rules -> 340B weights
             {"type": "pairs", "strategy": "best_vs_worst", "margin": 0.5},
-            {"type": "filter_length", "fields": ["chosen", "rejected"], "min_words": 1, "max_words": 200},
-            {"type": "dedup", "field": "chosen", "near_threshold": None},
+            # an empty rejected reply is a real failure to learn from; only the chosen one must say something
+            {"type": "filter_length", "fields": ["chosen"], "min_words": 1, "max_words": 200},
+            {"type": "dedup", "field": "prompt", "near_threshold": None},  # short answers repeat across prompts
         ])
 
 
