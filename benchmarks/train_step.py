@@ -18,14 +18,18 @@ import os
 import subprocess
 import sys
 import time
+from typing import Optional
 
-# name -> extra XLA flags for a variant of our step (see BENCHMARKS.md for what each gave).
+# name -> (extra XLA flags, ModelConfig overrides) for a variant of our step (BENCHMARKS.md: what each gave).
 VARIANTS = {
-    "default": "",
-    "onednn": "--xla_cpu_use_onednn=true",
-    "xnnpack": "--xla_cpu_use_xnnpack=true",
-    "fast_math": "--xla_cpu_enable_fast_math=true",
-    "vec512": "--xla_cpu_prefer_vector_width=512",
+    "default": ("", {}),
+    "onednn": ("--xla_cpu_use_onednn=true", {}),
+    "xnnpack": ("--xla_cpu_use_xnnpack=true", {}),
+    "fast_math": ("--xla_cpu_enable_fast_math=true", {}),
+    "vec512": ("--xla_cpu_prefer_vector_width=512", {}),
+    "unrolled": ("", {"scan_layers": False}),  # no per-layer dynamic-slice of stacked weights and grads
+    "bf16": ("", {"dtype": "bfloat16"}),  # fp32 masters, bf16 matmuls (this CPU has AVX512-BF16)
+    "unrolled_bf16": ("", {"scan_layers": False, "dtype": "bfloat16"}),
 }
 
 
@@ -52,8 +56,9 @@ def jax_worker(args: argparse.Namespace) -> dict:
     from nemotron_jax.train.state import TrainState
     from nemotron_jax.train.step import make_train_step
 
-    cfg = C.model_preset(args.preset, dtype=args.dtype, max_seq_len=max(args.seq, 512),
-                         **({"remat": args.remat} if args.remat else {}))
+    overrides = {"dtype": args.dtype, **({"remat": args.remat} if args.remat else {}),
+                 **json.loads(os.environ.get("BENCH_MODEL_OVERRIDES", "{}"))}
+    cfg = C.model_preset(args.preset, max_seq_len=max(args.seq, 512), **overrides)
     params = init_params(cfg, jax.random.key(0))
     rng = np.random.default_rng(0)
     toks = jnp.asarray(rng.integers(0, cfg.vocab_size, (args.batch, args.seq + 1)), jnp.int32)
@@ -159,8 +164,9 @@ def matmul_worker(args: argparse.Namespace) -> dict:
     return out
 
 
-def _run_worker(kind: str, args: argparse.Namespace, xla_flags: str = "") -> dict:
-    env = dict(os.environ, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " " + xla_flags).strip())
+def _run_worker(kind: str, args: argparse.Namespace, xla_flags: str = "", overrides: Optional[dict] = None) -> dict:
+    env = dict(os.environ, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " " + xla_flags).strip(),
+               BENCH_MODEL_OVERRIDES=json.dumps(overrides or {}))
     cmd = [sys.executable, __file__, "--worker", kind] + [a for a in sys.argv[1:] if a != "--worker"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -196,7 +202,7 @@ def main() -> None:
     torch_res = {} if args.no_torch else _run_worker("torch", args)
     rows = []
     for name in args.variants.split(","):
-        res = _run_worker("jax", args, VARIANTS[name])
+        res = _run_worker("jax", args, *VARIANTS[name])
         rows.append((f"jax[{name}]", res))
     base = torch_res.get("eager_step_tok_s")
     print(f"{'impl':<18}{'fwd tok/s':>12}{'step tok/s':>12}{'vs torch eager':>16}{'% matmul peak':>15}"

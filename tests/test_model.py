@@ -115,6 +115,8 @@ def test_partial_rope_against_numpy():
     np.testing.assert_allclose(got, _numpy_rope(x, pos, 6, 10000.0), atol=1e-5)
     np.testing.assert_array_equal(got[..., 6:], x[..., 6:])  # the non-rotary half passes through
     np.testing.assert_allclose(got[0, 0], x[0, 0], atol=1e-6)  # position 0 is the identity
+    heads_first = apply_rope(jnp.asarray(x).swapaxes(1, 2), jnp.asarray(pos), 6, 10000.0, heads_first=True)
+    np.testing.assert_allclose(np.asarray(heads_first).swapaxes(1, 2), got, atol=1e-6)
 
 
 def test_gqa_equals_attention_with_repeated_kv_heads():
@@ -122,7 +124,9 @@ def test_gqa_equals_attention_with_repeated_kv_heads():
     b, t, n, k, h = 2, 7, 6, 2, 5
     q, kk, v = (rng.standard_normal(s).astype(np.float32) for s in [(b, t, n, h), (b, t, k, h), (b, t, k, h)])
     mask = np.asarray(training_mask(None, b, t))
-    got = np.asarray(xla_attention(jnp.asarray(q), jnp.asarray(kk), jnp.asarray(v), jnp.asarray(mask)))
+    heads_first = lambda a: jnp.swapaxes(jnp.asarray(a), 1, 2)
+    got = np.asarray(xla_attention(heads_first(q), heads_first(kk), heads_first(v), jnp.asarray(mask)))
+    got = np.swapaxes(got, 1, 2)
     kr, vr = np.repeat(kk, n // k, axis=2), np.repeat(v, n // k, axis=2)  # query head i uses kv head i // (n/k)
     logits = np.einsum("btnh,bsnh->bnts", q, kr) / np.sqrt(h)
     logits = np.where(mask[:, None], logits, -np.inf)
@@ -133,7 +137,7 @@ def test_gqa_equals_attention_with_repeated_kv_heads():
 
 def test_fused_attention_path_matches_reference():
     rng = np.random.default_rng(0)
-    q, k, v = (jnp.asarray(rng.standard_normal(s), jnp.float32) for s in [(2, 9, 4, 8), (2, 9, 2, 8), (2, 9, 2, 8)])
+    q, k, v = (jnp.asarray(rng.standard_normal(s), jnp.float32) for s in [(2, 4, 9, 8), (2, 2, 9, 8), (2, 2, 9, 8)])
     seg = jnp.asarray([[1] * 4 + [2] * 5, [1] * 9])
     for segment_ids in (None, seg):
         mask = training_mask(segment_ids, 2, 9)
