@@ -29,6 +29,8 @@ from typing import Any, Optional, Protocol
 
 import numpy as np
 
+from nemotron_jax.data.jsonl import iter_jsonl
+
 from nemotron_jax.data.tokenizer import CHAT_TOKENS
 
 SYSTEM, TURN, RM_END = CHAT_TOKENS  # <extra_id_0>, <extra_id_1>, <extra_id_2>
@@ -202,18 +204,8 @@ class RatedResponse:
 
 
 def _jsonl_records(path: str | os.PathLike) -> Iterator[tuple[str, dict]]:
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{os.fspath(path)}:{lineno}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ChatDataError(f"{where}: not valid JSON ({e.msg})") from None
-            if not isinstance(rec, dict):
-                raise ChatDataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
-            yield where, rec
+    for lineno, rec in iter_jsonl(path, error=ChatDataError):
+        yield f"{os.fspath(path)}:{lineno}", rec
 
 
 def _field(rec: dict, key: str, where: str) -> Any:

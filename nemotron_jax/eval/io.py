@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
+from nemotron_jax.data import jsonl
+
 T = TypeVar("T")
 
 
@@ -15,20 +17,7 @@ class DatasetError(ValueError):
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (1-based line number, object) for each non-blank line; a bad line raises DatasetError naming it."""
-    path = Path(path)
-    if not path.exists():
-        raise DatasetError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DatasetError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(obj, dict):
-                raise DatasetError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+    return jsonl.iter_jsonl(path, error=DatasetError)
 
 
 def require_keys(obj: dict[str, Any], keys: Sequence[str], where: str) -> None:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import random
 from typing import Any, ClassVar, Optional, Sequence
 
+from nemotron_jax.data.jsonl import iter_jsonl
 from nemotron_jax.sdg import instructions as inst_lib
 from nemotron_jax.sdg.clients import ModelClient, Sampling
 from nemotron_jax.sdg.parsing import ParseStats, clean_polite_filler, parse_list, parse_yes_no
@@ -165,28 +165,19 @@ class JsonlSource(Stage):
 
     def process_all(self, items: list[Item], ctx: Context) -> list[Item]:
         out = []
-        with open(self.path) as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{self.path}:{lineno}: not valid JSON ({e.msg})") from None
-                if not isinstance(row, dict):
-                    raise ValueError(f"{self.path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-                row = {self.rename.get(k, k): v for k, v in row.items()}
-                if self.first_user_turn:
-                    turns = [m for m in row.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"]
-                    if not turns:
-                        raise ValueError(f"{self.path}:{lineno}: first_user_turn needs a 'messages' list with a "
-                                         f"user turn (rename the conversation field to 'messages')")
-                    row["prompt"], row["messages"] = turns[0]["content"], [turns[0]]
-                row["id"] = str(row.get("id", f"{self.name}-{lineno}"))
-                row["provenance"] = [{"stage": self.name, "model": None, "seed": None, "judge": None}]
-                out.append(row)
-                if self.limit is not None and len(out) >= self.limit:
-                    break
+        for lineno, row in iter_jsonl(self.path):
+            row = {self.rename.get(k, k): v for k, v in row.items()}
+            if self.first_user_turn:
+                turns = [m for m in row.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"]
+                if not turns:
+                    raise ValueError(f"{self.path}:{lineno}: first_user_turn needs a 'messages' list with a "
+                                     f"user turn (rename the conversation field to 'messages')")
+                row["prompt"], row["messages"] = turns[0]["content"], [turns[0]]
+            row["id"] = str(row.get("id", f"{self.name}-{lineno}"))
+            row["provenance"] = [{"stage": self.name, "model": None, "seed": None, "judge": None}]
+            out.append(row)
+            if self.limit is not None and len(out) >= self.limit:
+                break
         return out
 
 
