@@ -7,10 +7,11 @@
     strong_base   pretrain a larger model for longer                 (the paper's Interm base checkpoint)
     reward_model  multi-attribute regression RM on HelpSteer-style rows, from the strong base
     weak_sft      a quick general SFT of the weak base: the round-1 generator
-    sdg_round1    weak generator: prompts -> k responses -> verifier/ground-truth judge -> best-vs-worst pairs;
-                  the RM re-scores every pair (RM-as-judge: RPO's reward gap, and its agreement with the verifiers)
     sft_code      strong base -> code SFT                            (paper: 1 epoch, constant LR)
     sft_general   -> general SFT, replaying 2% of the code-SFT data
+    sdg_round1    the weak generator and the intermediate SFT policy answer toy-world prompts (k samples) ->
+                  verifier/ground-truth judge -> best-vs-worst pairs; the RM re-scores every pair (RM-as-judge:
+                  RPO's reward gap, and its agreement with the verifiers)
     dpo           -> DPO on round-1 pairs (+ SFT term on chosen)
     rpo1..3       -> RPO x3, each from and referencing the previous  (rewards from the RM)
     sdg_round2    the aligned strong model generates the next round's data (its mean reward vs round 1's)
@@ -86,7 +87,7 @@ class RecipeConfig:
     dpo_beta: float = 0.1
     rpo_beta: float = 0.1
     rpo_eta: float = 1.0
-    pref_sft_weight: float = 1.0  # keep the SFT term on chosen responses (without it DPO degrades accuracy)
+    pref_sft_weight: float = 0.5  # keep the SFT term on chosen responses (without it DPO degrades accuracy)
     sdg_prompts: int = 1000
     sdg_prompts_round2: int = 400  # round 2 only measures the aligned generator's data quality
     sdg_k: int = 4
@@ -111,8 +112,8 @@ def quick(cfg: Optional[RecipeConfig] = None) -> RecipeConfig:
         name=cfg.name + "_quick", world=quick_config(pretrain_chars=300_000, tokenizer_chars=150_000),
         weak_pretrain=short(cfg.weak_pretrain, 20), strong_pretrain=short(cfg.strong_pretrain, 40),
         reward_model=short(cfg.reward_model, 20), weak_sft=short(cfg.weak_sft, 15), sft_code=short(cfg.sft_code, 8),
-        sft_general=short(cfg.sft_general, 20), dpo=short(cfg.dpo, 6), rpo=short(cfg.rpo, 4), sdg_prompts=32,
-        sdg_prompts_round2=16, sdg_k=2, sdg_max_tokens=24)
+        sft_general=short(cfg.sft_general, 20), dpo=short(cfg.dpo, 6), rpo=short(cfg.rpo, 4), sdg_prompts=160,
+        sdg_prompts_round2=32, sdg_k=4, sdg_max_tokens=24)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -290,7 +291,7 @@ def rm_scores(r: Recipe, prompts: Sequence[Any], responses: Sequence[str], batch
 # ------------------------------------------------------------------------------------------------------------
 
 
-def sdg_pipeline(r: Recipe, round_name: str) -> Any:
+def sdg_pipeline(r: Recipe, round_name: str, models: Sequence[str]) -> Any:
     from nemotron_jax.sdg.runner import PipelineConfig
 
     c = r.cfg
@@ -300,18 +301,20 @@ def sdg_pipeline(r: Recipe, round_name: str) -> Any:
         stages=[
             {"type": "toyworld", "n": c.sdg_prompts if round_name.endswith("1") else c.sdg_prompts_round2,
              "instructed_share": c.world.preference_instructed_share, "split": "train", "world_seed": c.world.seed},
-            {"type": "responses", "models": ["generator"], "k": c.sdg_k, "temperature": c.sdg_temperature,
-             "max_tokens": c.sdg_max_tokens},
+            {"type": "responses", "models": list(models), "k": max(c.sdg_k // len(models), 1),
+             "temperature": c.sdg_temperature, "max_tokens": c.sdg_max_tokens},
             {"type": "judge_toyworld"},  # ground truth + instruction verifiers, HelpSteer rules -> 340B weights
             {"type": "pairs", "strategy": "best_vs_worst", "margin": 0.5},
-            # an empty rejected reply is a real failure to learn from; only the chosen one must say something
-            {"type": "filter_length", "fields": ["chosen"], "min_words": 1, "max_words": 200},
+            # an empty reply cannot be scored by the RM nor read as a preference pair (both reject it, by file:line)
+            {"type": "filter_length", "fields": ["chosen", "rejected"], "min_words": 1, "max_words": 200},
             {"type": "dedup", "field": "prompt", "near_threshold": None},  # short answers repeat across prompts
         ])
 
 
-def stage_sdg(r: Recipe, round_name: str, generator_stage: str, generator_model: C.ModelConfig) -> str:
-    """Run one SDG round with `generator_stage`'s policy; returns the RPO-ready pairs file (RM rewards attached)."""
+def stage_sdg(r: Recipe, round_name: str, policies: dict[str, tuple[str, C.ModelConfig]], *,
+              min_pairs: int = 1) -> str:
+    """One SDG round; `policies` maps a role to (stage, model): each answers every prompt (the paper's "several
+    intermediate models"). Returns the RPO-ready pairs file (RM rewards attached)."""
     from nemotron_jax.sdg.clients import ModelClient
     from nemotron_jax.sdg.runner import run_pipeline
 
@@ -319,16 +322,20 @@ def stage_sdg(r: Recipe, round_name: str, generator_stage: str, generator_model:
     if r.done(round_name):
         return str(out)
     with r.stage(round_name):
-        client = load_policy(r, generator_stage, generator_model)
+        clients = {role: load_policy(r, stage, model) for role, (stage, model) in policies.items()}
         try:
-            result = run_pipeline(sdg_pipeline(r, round_name), progress=True,
-                                  clients={"generator": ModelClient(client.as_sdg_backend())})
+            result = run_pipeline(sdg_pipeline(r, round_name, list(policies)), progress=True,
+                                  clients={role: ModelClient(c.as_sdg_backend()) for role, c in clients.items()})
         finally:
-            client.close()
+            for c in clients.values():
+                c.close()
         pairs = [json.loads(line) for line in Path(result.final_path).read_text().splitlines() if line.strip()]
+        if len(pairs) < min_pairs:
+            raise RuntimeError(f"SDG produced {len(pairs)} preference pairs for {round_name}, fewer than the "
+                               f"{min_pairs} the next stage needs: raise sdg_prompts or sdg_k, or the temperature")
         summary = attach_rm_rewards(r, pairs, out)
-        summary.update(generator=generator_stage, pipeline_counts=result.counts,
-                       mean_verifier_reward=_mean_response_score(result))
+        summary.update(generators={role: stage for role, (stage, _) in policies.items()},
+                       pipeline_counts=result.counts, mean_verifier_reward=_mean_response_score(result))
         r.mark(round_name, payload=summary)
     return str(out)
 
@@ -349,8 +356,8 @@ def attach_rm_rewards(r: Recipe, pairs: list[dict], out: Path) -> dict:
     The verifier scores stay as provenance; the share of pairs where the RM agrees with the verifiers is reported.
     """
     if not pairs:
-        raise RuntimeError(f"SDG produced no preference pairs for {out.parent.name}: the generator's responses "
-                           "never differed enough; sample more responses (sdg_k) or raise the temperature")
+        raise RuntimeError(f"SDG produced no preference pairs for {out.parent.name}: the responses never differed "
+                           "enough; sample more responses (sdg_k) or raise the temperature")
     prompts = [p["prompt"] for p in pairs]
     chosen = rm_scores(r, prompts, [p["chosen"] for p in pairs])
     rejected = rm_scores(r, prompts, [p["rejected"] for p in pairs])
@@ -431,7 +438,7 @@ def write_report(r: Recipe, results: dict[str, dict[str, float]]) -> Path:
              f"Reward model (RewardBench-shaped, held-out pairs differing in one verifiable attribute): "
              f"overall {100 * _overall(rm):.1f}%.", ""]
     for name, s in sdg.items():
-        lines.append(f"SDG {name}: generator `{s.get('generator')}`, {s.get('pairs')} pairs, mean judged reward of "
+        lines.append(f"SDG {name}: models {s.get('generators')}, {s.get('pairs')} pairs, mean judged reward of "
                      f"sampled responses {s.get('mean_verifier_reward')}, RM-as-judge agrees with the verifiers on "
                      f"{100 * s.get('rm_agrees_with_verifiers', 0):.0f}% of pairs.")
     lines += ["", "Stage wall times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in r.timings.items()), "",
@@ -463,13 +470,16 @@ def run_recipe(cfg: RecipeConfig, *, log: Any = print) -> Path:
     stage_reward_model(r)
     sft_code, sft_general = r.data_file("sft_code"), r.data_file("sft_general")
     stage_sft(r, "weak_sft", cfg.weak, cfg.weak_sft, str(r.path("weak_base")), [sft_general])
-    pairs1 = stage_sdg(r, "sdg_round1", "weak_sft", cfg.weak)
     stage_sft(r, "sft_code", cfg.strong, cfg.sft_code, str(r.path("strong_base")), [sft_code], label="code")
     stage_sft(r, "sft_general", cfg.strong, cfg.sft_general, str(r.path("sft_code")), [sft_general],
               replay=sft_code)
+    # Round 1: the weak generator and the intermediate (SFT) policy answer; judged pairs align the strong model.
+    pairs1 = stage_sdg(r, "sdg_round1", {"generator": ("weak_sft", cfg.weak), "policy": ("sft_general", cfg.strong)},
+                       min_pairs=max(cfg.dpo.batch, cfg.rpo.batch))
     stage_dpo(r, pairs1)
     stage_rpo(r, pairs1)
-    stage_sdg(r, "sdg_round2", "rpo3", cfg.strong)
+    # Round 2: the aligned strong model is now the generator (its data would align the next, stronger base).
+    stage_sdg(r, "sdg_round2", {"generator": ("rpo3", cfg.strong)})
     results = stage_eval(r)
     report = write_report(r, results)
     log(report.read_text())
