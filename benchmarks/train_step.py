@@ -30,6 +30,8 @@ VARIANTS = {
     "unrolled": ("", {"scan_layers": False}),  # no per-layer dynamic-slice of stacked weights and grads
     "bf16": ("", {"dtype": "bfloat16"}),  # fp32 masters, bf16 matmuls (this CPU has AVX512-BF16)
     "unrolled_bf16": ("", {"scan_layers": False, "dtype": "bfloat16"}),
+    "unrolled_bf16_fast": ("--xla_cpu_enable_fast_math=true", {"scan_layers": False, "dtype": "bfloat16"}),
+    "unrolled_bf16_thunkless": ("--xla_cpu_use_thunk_runtime=false", {"scan_layers": False, "dtype": "bfloat16"}),
 }
 
 
