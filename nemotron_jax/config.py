@@ -598,6 +598,9 @@ class ToyWorldConfig:
     preference_instructed_share: float = 0.5
     helpsteer: int = 2000
     helpsteer_val: int = 200
+    helpsteer_instructed_share: float = 0.6  # HelpSteer rows: share of prompts with instructions
+    helpsteer_responses_per_prompt: int = 2  # like HelpSteer2: responses of different kinds to one prompt
+    helpsteer_broken_share: float = 0.4  # instructed prompts: chance a response breaks one instruction
     eval_per_task: int = 40
     eval_ifeval: int = 100
     eval_mc: int = 100
@@ -609,7 +612,10 @@ class ToyWorldConfig:
                  f"ToyWorldConfig.heldout_fraction must be strictly between 0 and 1, got {self.heldout_fraction}")
         _require(min(self.n_people, self.n_places, self.n_things) >= 4,
                  "ToyWorldConfig needs at least 4 people, places and things")
-        for f in ("instructed_share", "two_turn_share", "preference_instructed_share"):
+        _require(self.helpsteer_responses_per_prompt >= 1,
+                 "ToyWorldConfig.helpsteer_responses_per_prompt must be >= 1")
+        for f in ("instructed_share", "two_turn_share", "preference_instructed_share", "helpsteer_instructed_share",
+                  "helpsteer_broken_share"):
             _require(0.0 <= getattr(self, f) <= 1.0, f"ToyWorldConfig.{f} must be in [0, 1], got {getattr(self, f)}")
         _require(min(self.blend_english, self.blend_lingo, self.blend_code) >= 0 and sum(self.blend.values()) > 0,
                  "ToyWorldConfig blend weights must be >= 0 with a positive sum")

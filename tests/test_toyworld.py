@@ -115,6 +115,34 @@ def test_flawed_responses_break_exactly_their_property(instructed):
         assert p.item.check(verbose)
         a = T.assess(p, verbose)
         assert a.n_words > a.ideal_words + 8 and looks_coherent(verbose)
+        verbose_wrong = T.make_response(p, "verbose_wrong", rng).text
+        a = T.assess(p, verbose_wrong)
+        assert not a.correct and a.n_words > a.ideal_words + 8 and looks_coherent(verbose_wrong), verbose_wrong
+        if p.item.answer in p.item.explanation:  # the explanation restates the given (wrong) answer
+            assert p.item.explanation not in verbose_wrong
+
+
+def test_verbose_wrong_restates_its_own_answer():
+    item = TaskItem("fact_recall", "fact_recall/Zo|pet", "What pet does Zo have?", "cat", "Zo has a pet cat.",
+                    ("dog",), 1)
+    p = make_prompt(item, random.Random(0), n_instructions=0)
+    text = T.make_response(p, "verbose_wrong", random.Random(0)).text
+    assert text.startswith("dog\nZo has a pet dog.\n") and "cat" not in text
+
+
+def test_helpsteer_gives_each_prompt_responses_of_different_kinds(tw):
+    rows = tw.helpsteer(600, instructed_share=0.6, responses_per_prompt=2, broken_share=0.4)
+    assert len(rows) == 600
+    pairs = list(zip(rows[0::2], rows[1::2]))
+    assert all(a["prompt"] == b["prompt"] and a["meta"]["kind"] != b["meta"]["kind"] for a, b in pairs)
+    kinds = collections.Counter(r["meta"]["kind"] for r in rows)
+    assert set(kinds) == set(T.RESPONSE_KINDS)
+    # verbosity no longer predicts correctness: long answers are wrong about as often as short ones
+    long_rows = [r for r in rows if r["verbosity"] >= 3 and r["coherence"] == 4]
+    assert 0.35 < sum(r["correctness"] == 0 for r in long_rows) / len(long_rows) < 0.65
+    instructed = sum(1 for a, _ in pairs if a["meta"]["instruction_id_list"])
+    # P(some response breaks an instruction | instructed) = 1 - 0.6^2
+    assert abs(kinds["ignore_instruction"] / instructed - 0.64) < 0.1
 
 
 # ---- answer reading ------------------------------------------------------------------------------------------------

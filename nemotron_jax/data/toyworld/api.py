@@ -181,16 +181,34 @@ class ToyWorld:
         return {"prompt": p.text, "chosen": chosen.text, "rejected": rejected.text, "chosen_reward": rc,
                 "rejected_reward": rr, "meta": {**prompt_meta(p), "rejected_kind": rejected.kind}}
 
-    def helpsteer(self, n: int, *, instructed_share: float = 0.5, tasks: Sequence[str] = LEARNABLE_TASKS,
+    def helpsteer(self, n: int, *, instructed_share: float = 0.5, responses_per_prompt: int = 2,
+                  broken_share: float = 0.3, tasks: Sequence[str] = LEARNABLE_TASKS,
                   split: str = "train") -> list[Record]:
-        """HelpSteer rows {"prompt", "response", helpfulness, correctness, coherence, complexity, verbosity}."""
+        """n HelpSteer rows {"prompt", "response", helpfulness, correctness, coherence, complexity, verbosity}.
+
+        Like HelpSteer2, each prompt gets `responses_per_prompt` responses of different kinds (consecutive rows),
+        so what separates two answers to one question is in the data. A response to a prompt with instructions
+        breaks one of them with probability `broken_share`; the other kinds are drawn uniformly.
+        """
+        if responses_per_prompt < 1 or not 0.0 <= broken_share <= 1.0:
+            raise ValueError(f"helpsteer needs responses_per_prompt >= 1 and broken_share in [0, 1], got "
+                             f"{responses_per_prompt} and {broken_share}")
         rng = random.Random(f"toyworld:{self.seed}:helpsteer:{split}")
-        out = []
-        for p in self.prompts(n, split=split, tasks=tasks, instructed_share=instructed_share, stream="helpsteer"):
-            kinds = [k for k in RESPONSE_KINDS if k != "ignore_instruction" or p.instruction_id_list]
-            r = make_response(p, rng.choice(kinds), rng)
-            labels = helpsteer_labels(assess(p, r.text, coherent=r.coherent))
-            out.append({"prompt": p.text, "response": r.text, **labels, "meta": {**prompt_meta(p), "kind": r.kind}})
+        n_prompts = -(-n // responses_per_prompt)
+        out: list[Record] = []
+        for p in self.prompts(n_prompts, split=split, tasks=tasks, instructed_share=instructed_share,
+                              stream="helpsteer"):
+            used: set[str] = set()  # kinds already given to this prompt: its responses differ
+            for _ in range(min(responses_per_prompt, n - len(out))):
+                if p.instruction_id_list and "ignore_instruction" not in used and rng.random() < broken_share:
+                    kind = "ignore_instruction"
+                else:
+                    kind = rng.choice([k for k in RESPONSE_KINDS if k not in used and k != "ignore_instruction"])
+                used.add(kind)
+                r = make_response(p, kind, rng)
+                labels = helpsteer_labels(assess(p, r.text, coherent=r.coherent))
+                out.append({"prompt": p.text, "response": r.text, **labels,
+                            "meta": {**prompt_meta(p), "kind": r.kind}})
         return out
 
     def rm_pairs(self, n: int, *, split: str = "heldout", tasks: Sequence[str] = LEARNABLE_TASKS) -> list[Record]:

@@ -68,6 +68,9 @@ def write_run_data(cfg: ToyWorldConfig, run_dir: str | os.PathLike, *,
         finally:
             for f in files.values():
                 f.close()
+    helpsteer_kw = dict(instructed_share=cfg.helpsteer_instructed_share,
+                        responses_per_prompt=cfg.helpsteer_responses_per_prompt,
+                        broken_share=cfg.helpsteer_broken_share)
     builders = {
         "sft_code": lambda: tw.code_sft(cfg.code_sft),
         "sft_general": lambda: tw.general_sft(cfg.general_sft, instructed_share=cfg.instructed_share,
@@ -76,8 +79,8 @@ def write_run_data(cfg: ToyWorldConfig, run_dir: str | os.PathLike, *,
                                                             instructed_share=cfg.preference_instructed_share),
         "preference_pairs": lambda: tw.preference_pairs(cfg.preference_pairs,
                                                         instructed_share=cfg.preference_instructed_share),
-        "helpsteer_train": lambda: tw.helpsteer(cfg.helpsteer),
-        "helpsteer_val": lambda: tw.helpsteer(cfg.helpsteer_val, split="heldout"),
+        "helpsteer_train": lambda: tw.helpsteer(cfg.helpsteer, **helpsteer_kw),
+        "helpsteer_val": lambda: tw.helpsteer(cfg.helpsteer_val, split="heldout", **helpsteer_kw),
         "eval_tasks": lambda: tw.eval_tasks(cfg.eval_per_task),
         "eval_tasks_hard": lambda: tw.eval_tasks(cfg.eval_per_task, tasks=HARD_TASKS),
         "eval_ifeval": lambda: tw.eval_ifeval(cfg.eval_ifeval),

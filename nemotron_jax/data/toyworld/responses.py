@@ -5,6 +5,8 @@ Response kinds (what each is built to be):
     wrong_answer        a plausible wrong answer (a distractor), every instruction followed
     ignore_instruction  right answer, one instruction visibly broken (prompts with instructions only)
     verbose             right answer and instructions, plus an explanation and filler (>= 10 words over the oracle)
+    verbose_wrong       the same length and shape as `verbose` around a wrong answer (its explanation states the wrong
+                        answer): without it, length alone would predict correctness in HelpSteer rows
     incoherent          a shuffled word salad of the answer and explanation (no readable answer line)
 
 HelpSteer labels (0-4) come from *measured* properties (`Assessment`), never from the kind:
@@ -32,7 +34,7 @@ from nemotron_jax.data.toyworld.tasks import extract_answer
 from nemotron_jax.losses.reward import HELPSTEER_ATTRIBUTES, NEMOTRON4_340B_REWARD_WEIGHTS
 from nemotron_jax.sdg.instructions import count_words
 
-RESPONSE_KINDS = ("oracle", "wrong_answer", "ignore_instruction", "verbose", "incoherent")
+RESPONSE_KINDS = ("oracle", "wrong_answer", "ignore_instruction", "verbose", "verbose_wrong", "incoherent")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,19 +65,35 @@ def make_response(p: ToyPrompt, kind: str, rng: random.Random) -> Optional[Respo
         return Response(render(rng.choice(item.distractors), (), ids, kws), kind, True)
     if kind == "ignore_instruction":
         return Response(breaking_response(p, rng.choice(ids)), kind, True) if ids else None
-    if kind == "verbose":
-        extra = ([item.explanation] if item.explanation else []) + rng.sample(FILLER, rng.randint(2, 4))
-        if item.function is not None:  # code: the explanation goes into comments
-            return Response(item.answer + "\n" + "\n".join(f"# {x}" for x in extra), kind, True)
-        floor = count_words(oracle_response(p)) + 10  # clearly longer than the ideal, even when it was padded
-        k = 0
-        while count_words(render(item.answer, extra, ids, kws)) < floor:
-            extra.append(FILLER[k % len(FILLER)])
-            k += 1
-        return Response(render(item.answer, extra, ids, kws), kind, True)
+    if kind in ("verbose", "verbose_wrong"):
+        answer = item.answer if kind == "verbose" else rng.choice(item.distractors)
+        return Response(_verbose(p, answer, rng), kind, True)
     if kind == "incoherent":
         return Response(_word_salad(p, rng), kind, False)
     raise ValueError(f"unknown response kind {kind!r}; known kinds: {RESPONSE_KINDS}")
+
+
+def _verbose(p: ToyPrompt, answer: str, rng: random.Random) -> str:
+    """`answer` with its explanation (restating `answer`) and filler: >= 10 words over the oracle response."""
+    item, ids, kws = p.item, p.instruction_id_list, p.kwargs
+    explanation = _restate(item.explanation, item.answer, answer) if item.explanation else None
+    extra = ([explanation] if explanation else []) + rng.sample(FILLER, rng.randint(2, 4))
+    if item.function is not None:  # code: the explanation goes into comments
+        return answer + "\n" + "\n".join(f"# {x}" for x in extra)
+    floor = count_words(oracle_response(p)) + 10  # clearly longer than the ideal, even when it was padded
+    k = 0
+    while count_words(render(answer, extra, ids, kws)) < floor:
+        extra.append(FILLER[k % len(FILLER)])
+        k += 1
+    return render(answer, extra, ids, kws)
+
+
+def _restate(explanation: str, right: str, given: str) -> Optional[str]:
+    """The explanation sentence made to state `given` instead of `right` (None when it does not name `right`)."""
+    if given == right:
+        return explanation
+    pattern = re.compile(rf"(?<![A-Za-z0-9]){re.escape(right)}(?![A-Za-z0-9])")
+    return pattern.sub(given, explanation) if pattern.search(explanation) else None
 
 
 def _word_salad(p: ToyPrompt, rng: random.Random) -> str:
