@@ -4,9 +4,11 @@
 
 Both run fp32 greedy decoding of random-token prompts through the same random weights (converted with
 checkpoint/hf.py `params_to_hf`); eos is ignored by both so every row produces exactly --new-tokens tokens. The
-script checks that the outputs match token for token and prints tokens/s (median of --repeats timed runs after
-one warm-up run, so compile time is excluded and reported separately). Without torch/transformers it reports the
-JAX figures alone. On a GPU machine it benchmarks whatever `jax.devices()[0]` is (HF stays on CPU unless --hf-gpu).
+script checks that the outputs match token for token and prints tokens/s: after one warm-up run of each (compile
+time excluded, reported separately) the two alternate for --repeats timed runs, so load from other processes on a
+shared machine hits both alike; figures are medians, and the speed-up is the median of the per-pair ratios. Without
+torch/transformers it reports the JAX figures alone. On a GPU machine it benchmarks whatever `jax.devices()[0]` is
+(HF stays on CPU unless --hf-gpu).
 """
 
 from __future__ import annotations
@@ -23,18 +25,12 @@ from nemotron_jax.inference.sampler import Sampler, SamplingParams
 from nemotron_jax.model import init_params
 
 
-def time_jax(sampler: Sampler, prompts: np.ndarray, new: int, repeats: int) -> tuple[float, float, np.ndarray]:
-    """(compile+first-run seconds, median seconds of a timed run, generated tokens [B, new])."""
+def run_jax(sampler: Sampler, prompts: np.ndarray, new: int) -> tuple[float, np.ndarray]:
+    """(seconds, generated tokens [B, new]) of one greedy generate call."""
     sp = SamplingParams(max_new_tokens=new, temperature=0.0, ignore_eos=True)
     t0 = time.perf_counter()
     out = sampler.generate(prompts.tolist(), sp)
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = sampler.generate(prompts.tolist(), sp)
-        times.append(time.perf_counter() - t0)
-    return first, statistics.median(times), np.array([r[0].token_ids for r in out])
+    return time.perf_counter() - t0, np.array([r[0].token_ids for r in out])
 
 
 def hf_model(params, cfg, device: str):
@@ -52,20 +48,17 @@ def hf_model(params, cfg, device: str):
     return model.eval().to(device)
 
 
-def time_hf(model, prompts: np.ndarray, new: int, repeats: int, device: str) -> tuple[float, np.ndarray]:
+def run_hf(model, prompts: np.ndarray, new: int, device: str) -> tuple[float, np.ndarray]:
+    """(seconds, generated tokens [B, new]) of one HF greedy generate call."""
     import torch
 
     ids = torch.from_numpy(prompts.astype(np.int64)).to(device)
     kw = dict(max_new_tokens=new, min_new_tokens=None, do_sample=False, use_cache=True, eos_token_id=None,
               pad_token_id=0, attention_mask=torch.ones_like(ids))
     with torch.inference_mode():
-        model.generate(ids, **kw)  # warm-up
-        times, out = [], None
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            out = model.generate(ids, **kw)
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times), out[:, prompts.shape[1]:].cpu().numpy()
+        t0 = time.perf_counter()
+        out = model.generate(ids, **kw)
+        return time.perf_counter() - t0, out[:, prompts.shape[1]:].cpu().numpy()
 
 
 def main() -> None:
@@ -74,7 +67,7 @@ def main() -> None:
     ap.add_argument("--prompt-len", type=int, default=64)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--chunk", type=int, default=64, help="decode steps per device call")
     ap.add_argument("--dtype", default=None, help="compute dtype override (e.g. bfloat16 on GPU)")
     ap.add_argument("--no-hf", action="store_true")
@@ -102,16 +95,26 @@ def main() -> None:
     rng = np.random.default_rng(0)
     for b in args.batches:
         prompts = rng.integers(10, cfg.vocab_size, (b, args.prompt_len), dtype=np.int64).astype(np.int32)
-        first, t, ours = time_jax(sampler, prompts, args.new_tokens, args.repeats)
+        first, ours = run_jax(sampler, prompts, args.new_tokens)
+        if model is not None:
+            run_hf(model, prompts, args.new_tokens, device)  # warm-up
+        tj, th, ratios = [], [], []
+        for _ in range(args.repeats):  # alternate, so both see the same background load
+            tj.append(run_jax(sampler, prompts, args.new_tokens)[0])
+            if model is not None:
+                t, theirs = run_hf(model, prompts, args.new_tokens, device)
+                th.append(t)
+                ratios.append(t / tj[-1])
+        t = statistics.median(tj)
         tps = b * args.new_tokens / t
         line = f"batch {b}: jax {tps:8.1f} tok/s ({t * 1e3:.0f} ms; first call incl. compile {first:.1f} s)"
         if model is not None:
-            th, theirs = time_hf(model, prompts, args.new_tokens, args.repeats, device)
-            htps = b * args.new_tokens / th
+            htps = b * args.new_tokens / statistics.median(th)
             same = int((ours == theirs).all(axis=1).sum())
             first_diff = [int(np.argmax(o != h)) for o, h in zip(ours, theirs) if (o != h).any()]
-            line += (f" | HF {htps:8.1f} tok/s ({th * 1e3:.0f} ms) | speed-up {tps / htps:.2f}x | rows identical "
-                     f"{same}/{b}" + (f" (first differences at steps {first_diff})" if first_diff else ""))
+            line += (f" | HF {htps:8.1f} tok/s ({statistics.median(th) * 1e3:.0f} ms) | speed-up "
+                     f"{statistics.median(ratios):.2f}x (per-pair {min(ratios):.2f}-{max(ratios):.2f}) | rows "
+                     f"identical {same}/{b}" + (f" (first differences at steps {first_diff})" if first_diff else ""))
         print(line, flush=True)
 
 

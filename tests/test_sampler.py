@@ -7,6 +7,7 @@ import pytest
 
 from nemotron_jax import config as C
 from nemotron_jax.inference.byte_tokenizer import ByteTokenizer
+from nemotron_jax.inference.decode_batch import DecodeBatch
 from nemotron_jax.inference.sampler import (Sampler, SamplingParams, bucket, filter_logits, find_stop,
                                             sample_tokens)
 from nemotron_jax.model import forward, forward_cached, init_cache, init_params
@@ -242,16 +243,17 @@ def test_sharded_tensor_and_data_equals_single_device(params):
     pcfg = ParallelConfig(data=2, tensor=2)
     mesh = make_mesh(pcfg, jax.devices()[:4])
     sharded = Sampler(params, CFG, chunk=4, mesh=mesh, parallel=pcfg)
-    assert sharded.params["layers"]["attn"]["wk"].sharding.spec[2] == "tensor"  # [L, D, K, H]: kv heads split
+    assert sharded.params["layers"][0]["attn"]["wk"].sharding.spec[1] == "tensor"  # [D, K, H]: kv heads split
     sp = SamplingParams(max_new_tokens=NEW, temperature=0.0, ignore_eos=True, logprobs=0)
     got = sharded.generate(PROMPTS, sp)
     want = Sampler(params, CFG, chunk=4).generate(PROMPTS, sp)
     for (g,), (w,) in zip(got, want):
         assert g.token_ids == w.token_ids
         np.testing.assert_allclose(g.logprobs, w.logprobs, atol=1e-5)
-    state, _, _ = sharded._start(sharded.rows_for(PROMPTS[:1], sp))
-    spec = state["cache"]["k"].sharding.spec  # [L, B, S, K, H]
-    assert "data" in np.atleast_1d(spec[1]) and spec[3] == "tensor"
+    batch = DecodeBatch(sharded)
+    batch.admit(sharded.rows_for(PROMPTS[:1], sp), [(None, 0)])
+    spec = batch.state["cache"]["layers"][0]["k"].sharding.spec  # [B, K, S, H]
+    assert "data" in np.atleast_1d(spec[0]) and spec[1] == "tensor"
     with pytest.raises(ValueError, match="pipeline"):
         Sampler(params, CFG, mesh=make_mesh(ParallelConfig(data=2, pipeline=2), jax.devices()[:4]))
 
@@ -282,3 +284,44 @@ def test_streamed_deltas_add_up_and_never_leak_a_stop_string(params, sampler):
     (c,) = s.run_rows([s.rows_for([PROMPTS[0]], sp)[0]], on_deltas=collect)
     assert "".join(pieces) == c.text and stop not in "".join(pieces)
     assert finished[-1] == c.finish_reason and all(f is None for f in finished[:-1])
+
+
+def test_rows_finishing_at_different_times_shrink_the_batch_and_match_solo_runs(params, sampler):
+    """Eight rows with budgets 1..22: the running batch shrinks (8 -> 2 rows) as they finish; every row's
+    tokens equal its solo run, and the longest equals step-by-step argmax of the full forward."""
+    prompts = [[3 + i, 40 + i, 77][: 1 + i % 3] for i in range(8)]
+    sps = [SamplingParams(max_new_tokens=1 + 3 * i, temperature=0.0 if i % 2 else 0.9, seed=i, ignore_eos=True)
+           for i in range(8)]
+    sizes = []
+    batch = DecodeBatch(sampler)
+    batch.admit([r for p, sp in zip(prompts, sps) for r in sampler.rows_for([p], sp)], [(None, i) for i in range(8)])
+    got = [None] * 8
+    while True:
+        _, finished = batch.sync()
+        for (_, i), c in finished:
+            got[i] = c.token_ids
+        if not batch.active:
+            break
+        sizes.append(batch.capacity)
+        batch.decode()
+    assert sizes[0] == 8 and sizes[-1] == 2  # shrunk once at most a quarter of the rows were live
+    for p, sp, g in zip(prompts, sps, got):
+        assert g == sampler.generate([p], sp)[0][0].token_ids and len(g) == sp.max_new_tokens
+    assert got[7] == _reference_greedy(params, prompts[7], 22)
+
+
+def test_decode_updates_the_kv_cache_in_place_and_never_copies_weights(params, sampler):
+    """The compiled decode chunk holds no copy of a KV-cache buffer or of any weight matrix (in any layout):
+    the cache is donated and updated in place, the weights are read where they are."""
+    import re
+
+    from nemotron_jax.inference.sampler import decode_chunk
+
+    batch = DecodeBatch(sampler)
+    batch.admit(sampler.rows_for(PROMPTS, SamplingParams(max_new_tokens=NEW)), [(None, i) for i in range(3)])
+    hlo = decode_chunk.lower(sampler.params, CFG, batch.state, 4, 0).compile().as_text()
+    big = {tuple(sorted(a.shape)) for a in jax.tree.leaves(sampler.params) if a.ndim >= 2}
+    big |= {tuple(sorted(c["k"].shape)) for c in batch.state["cache"]["layers"]}
+    copied = [tuple(sorted(int(d) for d in m.group(1).split(",") if d))
+              for m in re.finditer(r"= f32\[([\d,]*)\]\S* copy\(", hlo)]
+    assert not big & set(copied), f"copies of weight / cache shapes: {big & set(copied)}"

@@ -1,18 +1,20 @@
 """KV-cache sampling: one compiled prefill and one compiled decode chunk serve a whole (ragged) batch.
 
     rows  = prompts x n samples, right-padded to P (prompt padding has position -1: an empty cache slot)
-    cache = init_cache(cfg, B, P + N)                     # GQA-sized: [L, B, S, K, H]
+    cache = init_cache(cfg, B, S)                         # per layer k/v [B, K, S, H]; S >= len_b + max_new_b
     prefill: forward_cached(prompts, write_index=0)      -> sample token 0 from each row's last prompt logit
     repeat (host) until every row is done:
         decode_chunk: lax.while_loop over up to `chunk` steps, all rows in lock-step:
-            feed token i-1 at position len_b + i - 1, slot P + i - 1  -> sample token i
+            row b feeds its token j-1 at position (= cache slot) len_b + j - 1  -> sample its token j
             a row is done at a stop token id or at its own max_new_tokens
         host: detokenize rows that have stop strings, mark the ones that hit one done; stream deltas
 
-Batch B, prompt length P and the token budget N are bucketed to powers of two, so varied requests reuse a handful
-of compiled programs. Every row has its own PRNG key (fold_in(seed, sample index), then fold_in(step)), so a seeded
-row gives the same tokens whatever else shares its batch. Per-token log-probs are the model's (log-softmax of the
-raw logits, before temperature/top-k/top-p), as OpenAI-compatible servers report them.
+The host loop lives in decode_batch.py, where rows may also join and leave between chunks (continuous batching).
+Batch B, prompt length P, cache length S and the token budget N are bucketed to powers of two, so varied requests
+reuse a handful of compiled programs. Every row has its own PRNG key (fold_in(seed, sample index), then
+fold_in(token index)), so a seeded row gives the same tokens whatever else shares its batch and whenever it joined.
+Per-token log-probs are the model's (log-softmax of the raw logits, before temperature/top-k/top-p), as OpenAI-
+compatible servers report them.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from nemotron_jax.config import ModelConfig, ParallelConfig
-from nemotron_jax.model import forward_cached, init_cache, logical_axes
+from nemotron_jax.model import forward_cached, init_cache, logical_axes, unstack_layers
 from nemotron_jax.parallel.axes import ACT_KV_HEADS, BATCH, CACHE_LENGTH, shard
 
 Params = dict[str, Any]
@@ -162,25 +164,27 @@ def _token_logprobs(logits: Float[Array, "B V"], tokens: Int[Array, "B"], k: int
     return chosen, top_ids.astype(jnp.int32), top_vals
 
 
-def _select_and_record(state: dict, logits: Float[Array, "B V"], step: Array, k: int) -> dict:
-    """Sample token `step` for every live row and write it (and its log-probs) into the output buffers."""
-    keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(state["keys"], step)
+def _select_and_record(state: dict, logits: Float[Array, "B V"], k: int) -> dict:
+    """Sample every live row's next token (its own token index `num`) and write it and its log-probs out."""
+    num = state["num"]
+    keys = jax.vmap(jax.random.fold_in)(state["keys"], num)
     tok = sample_tokens(logits, keys, state["temperature"], state["top_k"], state["top_p"])
     live = ~state["done"]
     tok = jnp.where(live, tok, 0)
     chosen, top_ids, top_vals = _token_logprobs(logits, tok, k)
+    rows = jnp.arange(tok.shape[0])
+    at = jnp.where(live, num, state["tokens"].shape[1])  # finished rows write nothing (out of bounds: dropped)
     out = dict(state)
-    out["tokens"] = state["tokens"].at[:, step].set(tok)
-    out["logps"] = state["logps"].at[:, step].set(chosen)
+    out["tokens"] = state["tokens"].at[rows, at].set(tok, mode="drop")
+    out["logps"] = state["logps"].at[rows, at].set(chosen, mode="drop")
     if k:
-        out["top_ids"] = state["top_ids"].at[:, step].set(top_ids)
-        out["top_logps"] = state["top_logps"].at[:, step].set(top_vals)
-    num = state["num"] + live.astype(jnp.int32)
+        out["top_ids"] = state["top_ids"].at[rows, at].set(top_ids, mode="drop")
+        out["top_logps"] = state["top_logps"].at[rows, at].set(top_vals, mode="drop")
+    num = num + live.astype(jnp.int32)
     hit_stop = jnp.any(tok[:, None] == state["stop_ids"], axis=-1)
     out["num"] = num
     out["done"] = state["done"] | (live & (hit_stop | (num >= state["max_new"])))
     out["last"] = tok
-    out["step"] = step + 1
     return out
 
 
@@ -191,65 +195,108 @@ def _sharded(rules: Optional[tuple]):
 
 def _shard_state(state: dict) -> dict:
     """Rows over the batch axes, the KV cache's kv heads over tensor (a no-op without rules in scope)."""
-    out = {key: shard(v, (BATCH,) + (None,) * (v.ndim - 1)) if key not in ("cache", "step", "prompt_slots")
-           else v for key, v in state.items()}
-    kv = (None, BATCH, CACHE_LENGTH, ACT_KV_HEADS, None)
-    out["cache"] = {"k": shard(state["cache"]["k"], kv), "v": shard(state["cache"]["v"], kv),
-                    "slot_positions": shard(state["cache"]["slot_positions"], (BATCH, CACHE_LENGTH))}
+    out = {key: shard(v, (BATCH,) + (None,) * (v.ndim - 1)) for key, v in state.items() if key != "cache"}
+    kv = (BATCH, ACT_KV_HEADS, CACHE_LENGTH, None)  # [B, K, S, H]
+    cache = state["cache"]
+    out["cache"] = {"layers": tuple({"k": shard(c["k"], kv), "v": shard(c["v"], kv)} for c in cache["layers"]),
+                    "slot_positions": shard(cache["slot_positions"], (BATCH, CACHE_LENGTH))}
     return out
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "budget", "k", "rules"))
+@functools.partial(jax.jit, static_argnames=("cfg", "cache_len", "budget", "k", "rules"))
 def prefill(params: Params, cfg: ModelConfig, prompts: Int[Array, "B P"], lengths: Int[Array, "B"], row: dict,
-            budget: int, k: int, rules: Optional[tuple] = None) -> dict:
-    """Run the prompts through the model into a fresh cache and sample each row's first token."""
+            cache_len: int, budget: int, k: int, rules: Optional[tuple] = None) -> dict:
+    """Run the prompts through the model into a fresh cache of `cache_len` slots and sample each first token."""
     with _sharded(rules):
-        return _prefill(params, cfg, prompts, lengths, row, budget, k)
+        return _prefill(params, cfg, prompts, lengths, row, cache_len, budget, k)
 
 
-def _prefill(params: Params, cfg: ModelConfig, prompts: Array, lengths: Array, row: dict, budget: int,
-             k: int) -> dict:
+def _prefill(params: Params, cfg: ModelConfig, prompts: Array, lengths: Array, row: dict, cache_len: int,
+             budget: int, k: int) -> dict:
     b, p = prompts.shape
     idx = jnp.arange(p, dtype=jnp.int32)[None, :]
     positions = jnp.where(idx < lengths[:, None], idx, -1)
-    cache = init_cache(cfg, b, p + budget)
+    cache = init_cache(cfg, b, cache_len)
     logits, cache = forward_cached(params, prompts, cfg, cache, positions=positions,
                                    write_index=jnp.zeros((b,), jnp.int32), logits_index=jnp.maximum(lengths - 1, 0))
-    last = logits[:, 0]
-    state = {**row, "cache": cache, "lengths": lengths, "prompt_slots": jnp.int32(p),
+    state = {**row, "cache": cache, "lengths": lengths,
              "tokens": jnp.zeros((b, budget), jnp.int32), "logps": jnp.zeros((b, budget), jnp.float32),
              "num": jnp.zeros((b,), jnp.int32), "last": jnp.zeros((b,), jnp.int32)}
     if k:
         state["top_ids"] = jnp.zeros((b, budget, k), jnp.int32)
         state["top_logps"] = jnp.zeros((b, budget, k), jnp.float32)
-    return _shard_state(_select_and_record(_shard_state(state), last, jnp.int32(0), k))
+    return _shard_state(_select_and_record(_shard_state(state), logits[:, 0], k))
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "chunk", "k", "rules"), donate_argnames=("state",))
 def decode_chunk(params: Params, cfg: ModelConfig, state: dict, chunk: int, k: int,
                  rules: Optional[tuple] = None) -> dict:
-    """Up to `chunk` lock-step decode steps (fewer if every row finishes or the budget runs out)."""
+    """Up to `chunk` lock-step decode steps (fewer if every row finishes first). The state is donated: the KV
+    cache and the output buffers are updated in place."""
     with _sharded(rules):
         return _decode_chunk(params, cfg, state, chunk, k)
 
 
 def _decode_chunk(params: Params, cfg: ModelConfig, state: dict, chunk: int, k: int) -> dict:
-    budget = state["tokens"].shape[1]
-    stop_at = jnp.minimum(state["step"] + chunk, budget)
+    cache_len = state["cache"]["slot_positions"].shape[1]
 
-    def running(s: dict) -> Array:
-        return (s["step"] < stop_at) & ~jnp.all(s["done"])
+    def running(carry: tuple) -> Array:
+        i, s = carry
+        return (i < chunk) & ~jnp.all(s["done"])
 
-    def step(s: dict) -> dict:
-        i = s["step"]
-        positions = (s["lengths"] + i - 1)[:, None]
-        positions = jnp.where(s["done"][:, None], -1, positions)  # finished rows write empty slots
-        write = jnp.broadcast_to(s["prompt_slots"] + i - 1, s["lengths"].shape)
+    def step(carry: tuple) -> tuple:
+        i, s = carry
+        # Row b's last token sits at position (and slot) len_b + num_b - 1; finished rows write an empty slot.
+        at = jnp.minimum(s["lengths"] + s["num"] - 1, cache_len - 1)
+        positions = jnp.where(s["done"], -1, at)[:, None]
         logits, cache = forward_cached(params, s["last"][:, None], cfg, s["cache"], positions=positions,
-                                       write_index=write)
-        return _shard_state(_select_and_record({**s, "cache": cache}, logits[:, 0], i, k))
+                                       write_index=at)
+        return i + 1, _shard_state(_select_and_record({**s, "cache": cache}, logits[:, 0], k))
 
-    return jax.lax.while_loop(running, step, _shard_state(state))
+    return jax.lax.while_loop(running, step, (jnp.int32(0), _shard_state(state)))[1]
+
+
+_FILL = {"done": True, "slot_positions": -1, "stop_ids": -1, "lengths": 1, "max_new": 1}  # an empty (dead) row
+
+
+@functools.partial(jax.jit, static_argnames=("batch", "cache_len", "budget", "k", "rules"))
+def resize_state(state: dict, batch: int, cache_len: int, budget: int, k: int,
+                 rules: Optional[tuple] = None) -> dict:
+    """The same rows in a state with more rows / cache slots / token budget / top-k (new rows are empty)."""
+
+    def grow(key: str, a: Array, shape: tuple) -> Array:
+        pad = [(0, t - n) for n, t in zip(a.shape, shape)]
+        return jnp.pad(a, pad, constant_values=_FILL.get(key, 0))
+
+    with _sharded(rules):
+        out = {key: grow(key, v, (batch,) + v.shape[1:]) for key, v in state.items()
+               if key not in ("cache", "tokens", "logps", "top_ids", "top_logps")}
+        for key in ("tokens", "logps"):
+            out[key] = grow(key, state[key], (batch, budget))
+        if k:
+            for key, dt in (("top_ids", jnp.int32), ("top_logps", jnp.float32)):
+                old = state.get(key, jnp.zeros(state["tokens"].shape + (0,), dt))
+                out[key] = grow(key, old, (batch, budget, k))
+        cache = state["cache"]
+        out["cache"] = {"layers": tuple({n: grow(n, c[n], (batch, c[n].shape[1], cache_len, c[n].shape[3]))
+                                         for n in ("k", "v")} for c in cache["layers"]),
+                        "slot_positions": grow("slot_positions", cache["slot_positions"], (batch, cache_len))}
+        return _shard_state(out)
+
+
+@functools.partial(jax.jit, static_argnames=("rules",), donate_argnames=("state",))
+def insert_rows(state: dict, new: dict, slots: Int[Array, "b"], rules: Optional[tuple] = None) -> dict:
+    """Copy the rows of `new` (a prefilled state of the same cache/budget/top-k sizes) into rows `slots` of the
+    state; a slot index >= the state's batch drops that row (padding)."""
+    with _sharded(rules):
+        return _shard_state(jax.tree.map(lambda a, b: a.at[slots].set(b, mode="drop"), state, new))
+
+
+@functools.partial(jax.jit, static_argnames=("rules",))
+def take_rows(state: dict, rows: Int[Array, "b"], rules: Optional[tuple] = None) -> dict:
+    """A smaller state holding rows `rows` of the state (compaction once most rows have finished)."""
+    with _sharded(rules):
+        return _shard_state(jax.tree.map(lambda a: a[rows], state))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -364,6 +411,16 @@ class _RowTracker:
         return Delta(index, new_ids, piece, self.finish)
 
 
+def serving_params(params: Params, cfg: ModelConfig) -> Params:
+    """Params as decoding wants them: layers split (`unstack_layers`) and, under a low-precision compute dtype,
+    matrices stored in it (the model casts them to it anyway; stored so, a step reads half the bytes)."""
+    params = unstack_layers(params)
+    dt = jnp.dtype(cfg.dtype)
+    if dt == jnp.float32:
+        return params
+    return jax.tree.map(lambda a: a.astype(dt) if a.ndim >= 2 and a.dtype == jnp.float32 else a, params)
+
+
 class Sampler:
     """Generates completions for batches of token-id prompts with one model.
 
@@ -381,7 +438,7 @@ class Sampler:
         self.rules, self.min_batch = None, 1
         if mesh is not None:
             params = self._place(params, mesh, parallel)
-        self.params = params
+        self.params = serving_params(params, cfg)
 
     def _place(self, params: Params, mesh: Any, parallel: Optional[ParallelConfig]) -> Params:
         """Check the layout, then put every parameter on the mesh as RULES say."""
@@ -399,8 +456,11 @@ class Sampler:
         self.rules = rules_for(False)  # decode steps are one token long: no sequence parallelism
         self.min_batch = sizes.get(DATA, 1) * sizes.get(FSDP, 1)
         specs = mesh_specs(logical_axes(self.cfg), self.rules)
-        return jax.device_put(params, jax.tree.map(lambda sp: NamedSharding(mesh, sp), specs,
-                                                   is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec)))
+        is_spec = lambda x: isinstance(x, jax.sharding.PartitionSpec)
+        params = unstack_layers(params)
+        layer_specs = jax.tree.map(lambda sp: jax.sharding.PartitionSpec(*sp[1:]), specs["layers"], is_leaf=is_spec)
+        specs = {**specs, "layers": tuple(layer_specs for _ in params["layers"])}
+        return jax.device_put(params, jax.tree.map(lambda sp: NamedSharding(mesh, sp), specs, is_leaf=is_spec))
 
     def _scope(self):
         return jax.set_mesh(self.mesh) if self.mesh is not None else contextlib.nullcontext()
@@ -437,71 +497,26 @@ class Sampler:
             out[c.prompt_index].append(c)
         return out
 
+    def batch_bucket(self, rows: int) -> int:
+        """Device batch size for `rows` rows: a power of two, whole rows per data shard."""
+        return -(-bucket(rows, 1) // self.min_batch) * self.min_batch
+
     def run_rows(self, rows: Sequence[Row], on_deltas: Optional[Callable[[list[Delta]], None]] = None
                  ) -> list[Completion]:
         """Generate every row in one batch; `on_deltas` is called after each decode chunk (streaming)."""
-        state, trackers, k = self._start(rows)
-        while True:
-            done_dev, tokens, num = jax.device_get((state["done"], state["tokens"], state["num"]))
-            self._sync(trackers, tokens, num, done_dev)
-            state = self._mark_stopped(state, trackers, done_dev)
-            if on_deltas is not None:
-                deltas = [d for i, t in enumerate(trackers) if (d := t.delta(i)) is not None]
-                if deltas:
-                    on_deltas(deltas)
-            if all(t.finish is not None for t in trackers):
-                break
-            with self._scope():
-                state = decode_chunk(self.params, self.cfg, state, self.chunk, k, self.rules)
-        return self._finish(rows, trackers, state, k)
+        from nemotron_jax.inference.decode_batch import DecodeBatch
 
-    def _start(self, rows: Sequence[Row]) -> tuple[dict, list[_RowTracker], int]:
         if not rows:
             raise ValueError("nothing to generate")
-        b = -(-bucket(len(rows), 1) // self.min_batch) * self.min_batch  # whole rows per data shard
-        p = bucket(max(len(r.prompt) for r in rows), self.min_prompt_bucket, self.cfg.max_seq_len)
-        n = bucket(max(r.params.max_new_tokens for r in rows), self.min_budget_bucket, self.cfg.max_seq_len)
-        k = top_logprobs_bucket(max(r.params.logprobs or 0 for r in rows))
-        prompts = np.full((b, p), self.cfg.pad_id, np.int32)
-        lengths = np.ones(b, np.int32)
-        for i, r in enumerate(rows):
-            prompts[i, :len(r.prompt)] = r.prompt
-            lengths[i] = len(r.prompt)
-        row = _row_arrays(rows, b, self.cfg.eos_id)
-        with self._scope():
-            state = prefill(self.params, self.cfg, prompts, lengths, row, n, k, self.rules)
-        return state, [_RowTracker(r, self.tokenizer, self.cfg.eos_id) for r in rows], k
-
-    @staticmethod
-    def _sync(trackers: list[_RowTracker], tokens: np.ndarray, num: np.ndarray, done: np.ndarray) -> None:
-        for i, t in enumerate(trackers):
-            if t.finish is None:
-                t.update(tokens[i, :num[i]].tolist(), bool(done[i]))
-
-    @staticmethod
-    def _mark_stopped(state: dict, trackers: list[_RowTracker], done_dev: np.ndarray) -> dict:
-        """Rows that a stop string ended on the host stop on the device too."""
-        extra = np.zeros_like(done_dev)
-        for i, t in enumerate(trackers):
-            extra[i] = t.finish is not None and not done_dev[i]
-        if extra.any():
-            state = {**state, "done": state["done"] | jnp.asarray(extra)}
-        return state
-
-    def _finish(self, rows: Sequence[Row], trackers: list[_RowTracker], state: dict, k: int) -> list[Completion]:
-        fetch = {"logps": state["logps"]}
-        if k:
-            fetch.update(top_ids=state["top_ids"], top_logps=state["top_logps"])
-        host = jax.device_get(fetch)
-        out = []
-        for i, (r, t) in enumerate(zip(rows, trackers)):
-            n = len(t.ids)
-            c = Completion(r.prompt_index, r.sample_index, t.ids, t.text, t.finish or "length",
-                           prompt_tokens=len(r.prompt))
-            if r.params.logprobs is not None:
-                c.logprobs = host["logps"][i, :n].tolist()
-                m = r.params.logprobs
-                c.top_logprobs = [list(zip(host["top_ids"][i, j, :m].tolist(), host["top_logps"][i, j, :m].tolist()))
-                                  for j in range(n)] if m else [[] for _ in range(n)]
-            out.append(c)
-        return out
+        batch = DecodeBatch(self)
+        batch.admit(rows, [(None, i) for i in range(len(rows))])
+        results: list[Optional[Completion]] = [None] * len(rows)
+        while True:
+            deltas, finished = batch.sync()
+            if on_deltas is not None and deltas:
+                on_deltas([d for _, d in deltas])
+            for (_, i), c in finished:
+                results[i] = c
+            if not batch.active:
+                return results
+            batch.decode()

@@ -67,6 +67,15 @@ def fused_attention(q: Float[Array, "B N T H"], k: Float[Array, "B K S H"], v: F
     return jnp.swapaxes(out, 1, 2)
 
 
+def _project(x: Float[Array, "B T D"], w: Float[Array, "D N H"]) -> Float[Array, "B N T H"]:
+    """Heads-first projection. One token per row (decode) runs as a plain [B, D] @ [D, N*H]: the heads-first
+    einsum there made XLA CPU transpose the weight on every decode step (a copy of every projection matrix)."""
+    b, t, d = x.shape
+    if t == 1:
+        return (x.reshape(b, d) @ w.reshape(d, -1)).reshape(b, w.shape[1], 1, w.shape[2])
+    return jnp.einsum("BTD,DNH->BNTH", x, w)
+
+
 class Attention(nn.Module):
     cfg: ModelConfig
 
@@ -83,9 +92,9 @@ class Attention(nn.Module):
                         (d, kv, h))
         wo = self.param("wo", nn.with_logical_partitioning(out_init(cfg), (HEADS, HEAD_DIM, EMBED)), (n, h, d))
         xd = x.astype(dt)
-        q = shard(jnp.einsum("BTD,DNH->BNTH", xd, wq.astype(dt)), (BATCH, ACT_HEADS, ATTN_LENGTH, None))
-        k = shard(jnp.einsum("BTD,DKH->BKTH", xd, wk.astype(dt)), (BATCH, ACT_KV_HEADS, ATTN_LENGTH, None))
-        v = shard(jnp.einsum("BTD,DKH->BKTH", xd, wv.astype(dt)), (BATCH, ACT_KV_HEADS, ATTN_LENGTH, None))
+        q = shard(_project(xd, wq.astype(dt)), (BATCH, ACT_HEADS, ATTN_LENGTH, None))
+        k = shard(_project(xd, wk.astype(dt)), (BATCH, ACT_KV_HEADS, ATTN_LENGTH, None))
+        v = shard(_project(xd, wv.astype(dt)), (BATCH, ACT_KV_HEADS, ATTN_LENGTH, None))
         q = apply_rope(q, positions, cfg.rotary_dim, cfg.rope_base, heads_first=True)
         k = apply_rope(k, positions, cfg.rotary_dim, cfg.rope_base, heads_first=True)
 
@@ -102,18 +111,20 @@ class Attention(nn.Module):
         else:
             out = fused_attention(q, k, v, mask, "cudnn" if cfg.attention_impl == "cudnn" else None)
         out = shard(out, (BATCH, ACT_HEADS, ATTN_LENGTH, None))
+        if x.shape[1] == 1:  # decode: [B, N*H] @ [N*H, D], as for _project
+            b = x.shape[0]
+            return (out.reshape(b, n * h) @ wo.astype(dt).reshape(n * h, d)).reshape(b, 1, d), cache
         return jnp.einsum("BNTH,NHD->BTD", out, wo.astype(dt)), cache
 
 
 def write_cache(cache: dict, k: Float[Array, "B K T H"], v: Float[Array, "B K T H"],
                 write_index: Int[Array, "B"]) -> tuple[Array, Array, dict]:
-    """Write this step's K/V into each row's cache ([B, S, K, H]) at its own offset, so ragged batches decode in
-    lock-step; returns the whole cache heads-first for attention, and the updated cache."""
+    """Write this step's K/V into each row's heads-first cache ([B, K, S, H]) at its own slot offset (ragged rows
+    decode in lock-step); returns the whole cache for attention, and the updated cache."""
 
     def put(buf, new, start):
-        return jax.lax.dynamic_update_slice_in_dim(buf, new.astype(buf.dtype), start, axis=0)
+        return jax.lax.dynamic_update_slice_in_dim(buf, new.astype(buf.dtype), start, axis=1)
 
-    ck = jax.vmap(put)(cache["k"], jnp.swapaxes(k, 1, 2), write_index)
-    cv = jax.vmap(put)(cache["v"], jnp.swapaxes(v, 1, 2), write_index)
-    heads_first = lambda c, like: jnp.swapaxes(c, 1, 2).astype(like.dtype)
-    return heads_first(ck, k), heads_first(cv, v), {"k": ck, "v": cv}
+    ck = jax.vmap(put)(cache["k"], k, write_index)
+    cv = jax.vmap(put)(cache["v"], v, write_index)
+    return ck.astype(k.dtype), cv.astype(v.dtype), {"k": ck, "v": cv}

@@ -86,23 +86,21 @@ class Transformer(nn.Module):
         cfg = self.cfg
         self.embed = Embed(cfg)
         stack = nn.scan(_remat(Block, cfg, prevent_cse=False), variable_axes={"params": 0},
-                        split_rngs={"params": True}, in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast),
+                        split_rngs={"params": True}, in_axes=(nn.broadcast, nn.broadcast),
                         length=cfg.num_layers, metadata_params={nn.PARTITION_NAME: LAYERS})
         self.layers = stack(cfg)
         self.final_norm = LayerNorm1p(cfg.norm_eps, jnp.dtype(cfg.dtype))
         self.lm_head = LMHead(cfg)
 
     def __call__(self, tokens: Int[Array, "B T"], positions: Int[Array, "B T"],
-                 segment_ids: Optional[Int[Array, "B T"]] = None, cache: Optional[dict] = None,
-                 cache_ctx: Optional[dict] = None) -> tuple[Float[Array, "B T V"], Optional[dict]]:
-        x, cache = self.hidden(tokens, positions, segment_ids, cache, cache_ctx)
-        return self.lm_head(x), cache
+                 segment_ids: Optional[Int[Array, "B T"]] = None) -> Float[Array, "B T V"]:
+        return self.lm_head(self.hidden(tokens, positions, segment_ids))
 
-    def hidden(self, tokens, positions, segment_ids=None, cache=None, cache_ctx=None):
+    def hidden(self, tokens: Int[Array, "B T"], positions: Int[Array, "B T"],
+               segment_ids: Optional[Int[Array, "B T"]] = None) -> Float[Array, "B T D"]:
         """Final-normed hidden states [B, T, D] (what the LM head and the reward head read)."""
-        x = self.embed(tokens)
-        x, cache = self.layers(x, positions, segment_ids, cache, cache_ctx)
-        return self.final_norm(x), cache
+        x, _ = self.layers(self.embed(tokens), positions, segment_ids)
+        return self.final_norm(x)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -191,7 +189,7 @@ def forward_hidden(params: Params, tokens: Int[Array, "B T"], cfg: ModelConfig, 
         return LayerNorm1p(cfg.norm_eps, jnp.dtype(cfg.dtype)).apply({"params": params["final_norm"]}, x)
     if not cfg.scan_layers:
         return _loop_hidden(params, tokens, cfg, positions, segment_ids)
-    return Transformer(cfg).apply({"params": params}, tokens, positions, segment_ids, method="hidden")[0]
+    return Transformer(cfg).apply({"params": params}, tokens, positions, segment_ids, method="hidden")
 
 
 def forward(params: Params, tokens: Int[Array, "B T"], cfg: ModelConfig, *,
@@ -208,37 +206,53 @@ def forward(params: Params, tokens: Int[Array, "B T"], cfg: ModelConfig, *,
 # ------------------------------------------------------------------------------------------------------------
 
 
+def unstack_layers(params: Params) -> Params:
+    """The params with `layers` as a tuple of per-layer trees: the decode layout.
+
+    Slicing a stacked weight inside a jitted step makes XLA copy it (measured on CPU: the bench-cpu decode step
+    spent 3/4 of its time copying weight slices), so decoding takes its layers already split.
+    """
+    if isinstance(params["layers"], (tuple, list)):
+        return params
+    n = jax.tree.leaves(params["layers"])[0].shape[0]
+    return {**params, "layers": tuple(layer_params(params, i) for i in range(n))}
+
+
 def init_cache(cfg: ModelConfig, batch: int, length: int, dtype: Optional[str] = None) -> dict:
-    """An empty GQA-sized cache: k/v [L, B, S, K, H] and slot positions [B, S] (-1 = empty)."""
+    """An empty GQA-sized cache: per layer k/v [B, K, S, H] (heads-first, as attention reads them) and the slot
+    positions [B, S] (-1 = empty) that every layer shares."""
     dt = jnp.dtype(dtype or cfg.dtype)
-    shape = (cfg.num_layers, batch, length, cfg.num_kv_heads, cfg.head_dim)
-    return {"k": jnp.zeros(shape, dt), "v": jnp.zeros(shape, dt),
+    shape = (batch, cfg.num_kv_heads, length, cfg.head_dim)
+    return {"layers": tuple({"k": jnp.zeros(shape, dt), "v": jnp.zeros(shape, dt)} for _ in range(cfg.num_layers)),
             "slot_positions": jnp.full((batch, length), -1, jnp.int32)}
 
 
 def forward_cached(params: Params, tokens: Int[Array, "B T"], cfg: ModelConfig, cache: dict, *,
                    positions: Int[Array, "B T"], write_index: Int[Array, "B"],
                    logits_index: Optional[Int[Array, "B"]] = None) -> tuple[Float[Array, "B T V"], dict]:
-    """Run T new tokens per row against the cache, writing their K/V at `write_index[b]` onwards.
+    """Run T new tokens per row against the cache, writing their K/V at slot `write_index[b]` onwards.
 
     A token with position -1 (padding) is written as an empty slot, so nothing ever attends to it.
     With `logits_index`, only row b's logits at token logits_index[b] are computed ([B, 1, V]; a prefill needs
     just the last prompt token's, and the [B, T, V] output matmul would cost more than the whole trunk).
+    The layers run as an unrolled loop over per-layer weights and per-layer cache buffers, so each buffer is
+    updated in place (no scan restacking the cache); pass `unstack_layers(params)` to avoid slicing weights.
     """
-    t = tokens.shape[1]
 
     def put(row_pos, new_pos, start):
         return jax.lax.dynamic_update_slice_in_dim(row_pos, new_pos, start, axis=0)
 
     slot_positions = jax.vmap(put)(cache["slot_positions"], positions.astype(jnp.int32), write_index)
     ctx = {"write_index": write_index, "slot_positions": slot_positions}
-    layer_cache = {"k": cache["k"], "v": cache["v"]}
+    layers = unstack_layers(params)["layers"]
+    x = Embed(cfg).apply({"params": params["embed"]}, tokens)
+    pos = jnp.maximum(positions, 0)
+    new_layers = []
+    for p, layer_cache in zip(layers, cache["layers"], strict=True):
+        x, layer_cache = Block(cfg).apply({"params": p}, x, pos, None, layer_cache, ctx)
+        new_layers.append(layer_cache)
+    x = LayerNorm1p(cfg.norm_eps, jnp.dtype(cfg.dtype)).apply({"params": params["final_norm"]}, x)
     if logits_index is not None:
-        x, layer_cache = Transformer(cfg).apply({"params": params}, tokens, jnp.maximum(positions, 0), None,
-                                                layer_cache, ctx, method="hidden")
         x = jnp.take_along_axis(x, logits_index[:, None, None], axis=1)
-        return LMHead(cfg).apply({"params": params["lm_head"]}, x), {**layer_cache, "slot_positions": slot_positions}
-    logits, layer_cache = Transformer(cfg).apply({"params": params}, tokens, jnp.maximum(positions, 0), None,
-                                                 layer_cache, ctx)
-    del t
-    return logits, {**layer_cache, "slot_positions": slot_positions}
+    logits = LMHead(cfg).apply({"params": params["lm_head"]}, x)
+    return logits, {"layers": tuple(new_layers), "slot_positions": slot_positions}
