@@ -5,7 +5,9 @@
 Starts `nemotron-jax serve --preset P --random-init` on a free loopback port in a subprocess, then for each
 concurrency level c runs c client threads, each sending `--rounds` completion requests back to back (seeded
 sampling, eos ignored so every request makes exactly --max-tokens tokens). A warm-up pass at each level compiles
-the batch shapes first. Prints requests/s, tokens/s, p50/p95 latency and the mean rows per device batch.
+the batch shapes first (one request per batch bucket, then one unmeasured round of the level itself, which also
+compiles the join / grow / shrink programs of the continuous batch). Prints requests/s, tokens/s, p50/p95 latency
+and the mean number of live rows per decode chunk.
 """
 
 from __future__ import annotations
@@ -64,11 +66,11 @@ def run_level(port: int, clients: int, rounds: int, max_tokens: int) -> dict:
         tokens = sum(pool.map(client, range(clients)))
     wall = time.perf_counter() - t0
     after = health(port)
-    batches = after["batches"] - before["batches"]
+    chunks = after["chunks"] - before["chunks"]
     lat.sort()
     return {"requests_s": len(lat) / wall, "tokens_s": tokens / wall, "p50_s": statistics.median(lat),
             "p95_s": lat[min(len(lat) - 1, int(0.95 * len(lat)))],
-            "rows_per_batch": (after["rows"] - before["rows"]) / max(batches, 1)}
+            "rows_per_chunk": (after["chunk_rows"] - before["chunk_rows"]) / max(chunks, 1)}
 
 
 def main() -> None:
@@ -96,11 +98,12 @@ def main() -> None:
             post(port, {"prompt": "Client 0 asks question 0:", "max_tokens": args.max_tokens, "n": b, "seed": 0,
                         "ignore_eos": True})
         for c in args.concurrency:
+            run_level(port, c, 1, args.max_tokens)  # warm-up round
             r = run_level(port, c, args.rounds, args.max_tokens)
             base = base or r["requests_s"]
             print(f"{c:3d} clients: {r['requests_s']:7.2f} req/s ({r['requests_s'] / base:5.1f}x of 1 client), "
                   f"{r['tokens_s']:8.1f} tok/s, latency p50 {r['p50_s'] * 1e3:7.0f} ms p95 {r['p95_s'] * 1e3:7.0f} ms, "
-                  f"{r['rows_per_batch']:.1f} rows/batch", flush=True)
+                  f"{r['rows_per_chunk']:.1f} rows/decode chunk", flush=True)
     finally:
         proc.terminate()
         proc.wait(60)

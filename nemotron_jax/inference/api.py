@@ -147,7 +147,8 @@ class InferenceService:
         out = {"status": "ok", "model": self.model_name, "kind": "policy" if self.engine else "reward"}
         if self.engine is not None:
             s = self.engine.stats
-            out.update(batches=s.batches, rows=s.rows, max_rows_in_batch=s.max_rows_in_batch)
+            out.update(batches=s.batches, rows=s.rows, max_rows_in_batch=s.max_rows_in_batch, chunks=s.chunks,
+                       chunk_rows=s.chunk_rows)
         return out
 
     def completions(self, body: Any) -> dict | Iterator[dict]:

@@ -1,14 +1,16 @@
-"""A batching queue in front of the sampler: requests that arrive within a few ms run as one batched generate.
+"""Continuous batching in front of the sampler: requests join the running device batch at decode-chunk boundaries.
 
     worker thread:
-        job = queue.get()                                   # block for the first request
-        until max_wait_ms passes or max_rows rows are collected: take more generation jobs
-            (while fewer rows than the last batch have come, wait longer: up to a quarter of the last batch's
-             run time, at most `max_patience_ms` -- clients whose answers just went out are about to come back)
-        sampler.run_rows(all rows)                          # one batch on the device
-        route each chunk's deltas to the request that owns the row; resolve each request's future
+        loop:
+            idle: block for a request, then collect more for up to max_wait_ms (or until max_rows rows)
+            running: take whatever requests are queued now, as long as the batch stays within max_rows rows
+            admit them (prefilled together, copied into free rows of the running batch)
+            sync: stream each chunk's deltas to the request that owns the row; a request whose rows have all
+                  finished gets its future resolved, and its rows' slots are free for the next arrivals
+            decode one chunk (up to `chunk` steps) for every live row
 
-One device, one worker: other device work (reward scoring) goes through `run_exclusive`, in arrival order.
+A request never waits for a whole batch to finish, and a finished row never idles in the batch. One device, one
+worker: other device work (reward scoring) goes through `run_exclusive`, run between chunks in arrival order.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
+from nemotron_jax.inference.decode_batch import DecodeBatch
 from nemotron_jax.inference.sampler import Completion, Delta, Row, Sampler
 
 DeltaCallback = Callable[[list[Delta]], None]
+_CLOSE = object()  # queued by close()
 
 
 @dataclass
@@ -30,6 +34,8 @@ class _GenJob:
     rows: list[Row]
     on_deltas: Optional[DeltaCallback]
     future: Future = field(default_factory=Future)
+    results: list[Optional[Completion]] = field(default_factory=list)
+    pending: int = 0
 
 
 @dataclass
@@ -40,24 +46,25 @@ class _CallJob:
 
 @dataclass
 class EngineStats:
-    batches: int = 0
-    rows: int = 0
-    max_rows_in_batch: int = 0
+    batches: int = 0  # admissions: groups of requests prefilled together
+    rows: int = 0  # rows admitted
+    max_rows_in_batch: int = 0  # most live rows in one decode chunk
+    chunks: int = 0  # decode chunks run
+    chunk_rows: int = 0  # live rows summed over decode chunks (/ chunks: the mean device batch)
 
 
 class BatchingEngine:
-    """Collects generation requests for up to `max_wait_ms` (or `max_rows` rows) and runs them as one batch."""
+    """Runs every request's rows in one continuously batched decode (at most `max_rows` live rows)."""
 
-    def __init__(self, sampler: Sampler, *, max_rows: int = 64, max_wait_ms: float = 5.0,
-                 max_patience_ms: float = 200.0):
+    def __init__(self, sampler: Sampler, *, max_rows: int = 64, max_wait_ms: float = 5.0):
         if max_rows < 1:
             raise ValueError(f"max_rows must be >= 1, got {max_rows}")
         self.sampler, self.max_rows, self.max_wait_s = sampler, max_rows, max_wait_ms / 1000.0
-        self.max_patience_s = max_patience_ms / 1000.0
-        self._last_rows, self._last_run_s = 0, 0.0
         self.stats = EngineStats()
+        self._batch = DecodeBatch(sampler)
         self._queue: queue.Queue = queue.Queue()
-        self._held: Optional[Any] = None  # a job taken from the queue that did not fit the last batch
+        self._held: Optional[Any] = None  # a job taken from the queue that did not fit the running batch
+        self._closing = False
         self._closed = threading.Event()
         self._worker = threading.Thread(target=self._loop, name="nemotron-batching-engine", daemon=True)
         self._worker.start()
@@ -76,7 +83,7 @@ class BatchingEngine:
         return self.submit(rows, on_deltas).result()
 
     def run_exclusive(self, fn: Callable[[], Any]) -> Any:
-        """Run fn on the worker thread (so it never overlaps a generation on the device) and return its result."""
+        """Run fn on the worker thread (so it never overlaps device work of the engine) and return its result."""
         if self._closed.is_set():
             raise RuntimeError("the engine is shut down")
         job = _CallJob(fn)
@@ -84,46 +91,104 @@ class BatchingEngine:
         return job.future.result()
 
     def close(self, timeout: float = 30.0) -> None:
-        """Finish the queued work, then stop the worker."""
+        """Finish the queued and running work, then stop the worker."""
         self._closed.set()
-        self._queue.put(None)
+        self._queue.put(_CLOSE)
         self._worker.join(timeout)
 
     # ---- worker ---------------------------------------------------------------------------------------------------
 
     def _next(self, timeout: Optional[float]) -> Any:
+        """The held job, else the next queued one (timeout None: block; 0: only what is queued now)."""
         if self._held is not None:
             job, self._held = self._held, None
             return job
-        return self._queue.get(timeout=timeout) if timeout is not None else self._queue.get()
+        if timeout is None:
+            return self._queue.get()
+        return self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
 
     def _loop(self) -> None:
+        while not (self._closing and self._batch.active == 0 and self._held is None):
+            try:
+                self._admit(self._take())
+                if self._batch.active:
+                    self._step()
+            except BaseException as e:  # noqa: BLE001 - every request in the batch learns about the failure
+                self._fail_all(e)
+
+    def _take(self) -> list[_GenJob]:
+        """Generation jobs to admit now (call jobs met on the way run at once). Idle: block for the first, then
+        collect for up to max_wait_ms; running: only what is already queued."""
+        jobs, rows = [], self._batch.active
+        if rows == 0:
+            job, deadline = self._next(None), time.monotonic() + self.max_wait_s
+        else:
+            job, deadline = None, time.monotonic()
         while True:
-            job = self._next(None)
             if job is None:
-                return
+                try:
+                    job = self._next(max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    return jobs
+            if job is _CLOSE:  # finish what runs, take nothing more
+                self._closing = True
+                return jobs
             if isinstance(job, _CallJob):
                 self._run_call(job)
-                continue
-            self._run_batch(self._collect(job))
+            elif rows and rows + len(job.rows) > self.max_rows:
+                self._held = job  # joins once enough rows have finished
+                return jobs
+            else:
+                jobs.append(job)
+                rows += len(job.rows)
+                if rows >= self.max_rows:
+                    return jobs
+            job = None
 
-    def _collect(self, first: _GenJob) -> list[_GenJob]:
-        """More generation jobs until the wait ends or the batch is full (a job never splits across batches)."""
-        jobs, rows = [first], len(first.rows)
-        start = time.monotonic()
-        patience = min(self.max_patience_s, 0.25 * self._last_run_s)
-        while rows < self.max_rows:
-            wait = self.max_wait_s + (patience if rows < self._last_rows else 0.0)
-            try:
-                job = self._next(max(0.0, start + wait - time.monotonic()))
-            except queue.Empty:
-                break
-            if not isinstance(job, _GenJob) or rows + len(job.rows) > self.max_rows:
-                self._held = job
-                break
-            jobs.append(job)
-            rows += len(job.rows)
-        return jobs
+    def _admit(self, jobs: list[_GenJob]) -> None:
+        if not jobs:
+            return
+        rows, tags = [], []
+        for job in jobs:
+            job.results, job.pending = [None] * len(job.rows), len(job.rows)
+            rows += job.rows
+            tags += [(job, i) for i in range(len(job.rows))]
+        try:
+            self._batch.admit(rows, tags)
+        except BaseException as e:  # noqa: BLE001 - these requests fail; the running batch goes on
+            for job in jobs:
+                job.future.set_exception(e)
+            return
+        self.stats.batches += 1
+        self.stats.rows += len(rows)
+
+    def _step(self) -> None:
+        """Deliver what the last chunk produced, resolve finished requests, then decode the next chunk."""
+        deltas, finished = self._batch.sync()
+        per_job: dict[int, tuple[_GenJob, list[Delta]]] = {}
+        for (job, _), d in deltas:
+            per_job.setdefault(id(job), (job, []))[1].append(d)
+        for job, ds in per_job.values():
+            if job.on_deltas is not None:
+                job.on_deltas(ds)
+        for (job, i), c in finished:
+            job.results[i] = c
+            job.pending -= 1
+            if job.pending == 0:
+                job.future.set_result(job.results)
+        live = self._batch.active
+        if live:
+            self.stats.chunks += 1
+            self.stats.chunk_rows += live
+            self.stats.max_rows_in_batch = max(self.stats.max_rows_in_batch, live)
+            self._batch.decode()
+
+    def _fail_all(self, e: BaseException) -> None:
+        jobs = {id(slot.tag[0]): slot.tag[0] for slot in self._batch.slots if slot is not None}
+        self._batch = DecodeBatch(self.sampler)
+        for job in jobs.values():
+            if not job.future.done():
+                job.future.set_exception(e)
 
     @staticmethod
     def _run_call(job: _CallJob) -> None:
@@ -131,35 +196,3 @@ class BatchingEngine:
             job.future.set_result(job.fn())
         except BaseException as e:  # noqa: BLE001 - handed to the caller
             job.future.set_exception(e)
-
-    def _run_batch(self, jobs: list[_GenJob]) -> None:
-        rows, owner = [], []
-        for j, job in enumerate(jobs):
-            rows += job.rows
-            owner += [(j, i) for i in range(len(job.rows))]
-        self.stats.batches += 1
-        self.stats.rows += len(rows)
-        self.stats.max_rows_in_batch = max(self.stats.max_rows_in_batch, len(rows))
-
-        def route(deltas: list[Delta]) -> None:
-            per_job: dict[int, list[Delta]] = {}
-            for d in deltas:
-                j, i = owner[d.row]
-                per_job.setdefault(j, []).append(Delta(i, d.token_ids, d.text, d.finished))
-            for j, ds in per_job.items():
-                if jobs[j].on_deltas is not None:
-                    jobs[j].on_deltas(ds)
-
-        streaming = any(job.on_deltas is not None for job in jobs)
-        t0 = time.monotonic()
-        try:
-            results = self.sampler.run_rows(rows, on_deltas=route if streaming else None)
-        except BaseException as e:  # noqa: BLE001 - every waiting request learns about the failure
-            for job in jobs:
-                job.future.set_exception(e)
-            return
-        self._last_rows, self._last_run_s = len(rows), time.monotonic() - t0
-        start = 0
-        for job in jobs:
-            job.future.set_result(results[start:start + len(job.rows)])
-            start += len(job.rows)

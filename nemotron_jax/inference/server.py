@@ -227,7 +227,7 @@ def load_tokenizer_for(path: Optional[str], checkpoint: Optional[str], vocab_siz
 
 def build_service(cfg: Any, params: Any, tokenizer: Any, model_name: str, *, max_rows: int = 64,
                   max_wait_ms: float = 5.0, chunk: int = 16, mesh: Any = None,
-                  parallel: Any = None, max_patience_ms: float = 200.0) -> InferenceService:
+                  parallel: Any = None) -> InferenceService:
     """A policy service (params with lm_head) or a reward service (params with reward_head)."""
     from nemotron_jax.inference.engine import BatchingEngine
     from nemotron_jax.inference.sampler import Sampler
@@ -243,7 +243,7 @@ def build_service(cfg: Any, params: Any, tokenizer: Any, model_name: str, *, max
 
         return InferenceService(model_name, tokenizer, cfg.max_seq_len, reward_fn=scorer, run_exclusive=exclusive)
     sampler = Sampler(params, cfg, tokenizer=tokenizer, chunk=chunk, mesh=mesh, parallel=parallel)
-    engine = BatchingEngine(sampler, max_rows=max_rows, max_wait_ms=max_wait_ms, max_patience_ms=max_patience_ms)
+    engine = BatchingEngine(sampler, max_rows=max_rows, max_wait_ms=max_wait_ms)
     return InferenceService(model_name, tokenizer, cfg.max_seq_len, engine=engine)
 
 
@@ -256,11 +256,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model-name", help="the model id clients send (default: preset or checkpoint folder name)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--max-batch", type=int, default=64, help="most rows (prompts x n) in one device batch")
-    p.add_argument("--batch-wait-ms", type=float, default=5.0, help="how long to collect requests into a batch")
-    p.add_argument("--batch-patience-ms", type=float, default=200.0,
-                   help="extra wait (at most 1/4 of the last batch's time) while fewer rows than last time arrived")
-    p.add_argument("--decode-chunk", type=int, default=16, help="decode steps per device call (stream granularity)")
+    p.add_argument("--max-batch", type=int, default=64, help="most live rows (prompts x n) in the device batch")
+    p.add_argument("--batch-wait-ms", type=float, default=5.0,
+                   help="when idle, how long to collect requests before starting a batch")
+    p.add_argument("--decode-chunk", type=int, default=16,
+                   help="decode steps per device call (stream granularity; new requests join between chunks)")
     p.add_argument("--seed", type=int, default=0, help="--random-init weights seed")
     p.add_argument("--tensor", type=int, default=1, help="tensor-parallel size (heads, kv heads, mlp, vocab)")
     p.add_argument("--data", type=int, default=1, help="data-parallel size (batch rows)")
@@ -291,8 +291,7 @@ def cli_main(argv: Optional[Sequence[str]] = None) -> int:
     name = args.model_name or (args.preset if args.random_init else Path(args.checkpoint).name)
     mesh, pcfg = serving_mesh(args.tensor, args.data)
     service = build_service(cfg, params, tokenizer, name, max_rows=args.max_batch, max_wait_ms=args.batch_wait_ms,
-                            chunk=args.decode_chunk, mesh=mesh, parallel=pcfg,
-                            max_patience_ms=args.batch_patience_ms)
+                            chunk=args.decode_chunk, mesh=mesh, parallel=pcfg)
     server = make_server(service, args.host, args.port)
     stopping = threading.Event()
 
