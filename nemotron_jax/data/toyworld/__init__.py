@@ -42,13 +42,14 @@ from nemotron_jax.data.toyworld.api import (PAIR_ATTRIBUTES, ToyWorld, check_tas
                                             prompt_meta, toy_world)
 from nemotron_jax.data.toyworld.corpus import DEFAULT_BLEND, SOURCES
 from nemotron_jax.data.toyworld.instructions import TOY_INSTRUCTIONS, ToyPrompt, breaking_response, oracle_response
-from nemotron_jax.data.toyworld.responses import (RESPONSE_KINDS, Assessment, Response, assess, helpsteer_labels,
-                                                  make_response, scalar_reward, verbosity_label)
+from nemotron_jax.data.toyworld.responses import (BREAKING_KINDS, RESPONSE_KINDS, Assessment, Response, assess,
+                                                  helpsteer_labels, make_response, scalar_reward, verbosity_label)
 from nemotron_jax.data.toyworld.tasks import (ALL_TASKS, HARD_TASKS, LEARNABLE_TASKS, TaskItem, extract_answer,
                                               split_of)
 
 __all__ = [
-    "ALL_TASKS", "Assessment", "DEFAULT_BLEND", "HARD_TASKS", "LEARNABLE_TASKS", "PAIR_ATTRIBUTES", "RESPONSE_KINDS",
+    "ALL_TASKS", "Assessment", "BREAKING_KINDS", "DEFAULT_BLEND", "HARD_TASKS", "LEARNABLE_TASKS", "PAIR_ATTRIBUTES",
+    "RESPONSE_KINDS",
     "Response", "SOURCES", "TOY_INSTRUCTIONS", "TaskItem", "ToyPrompt", "ToyWorld", "assess", "breaking_response",
     "check_task_response", "extract_answer", "helpsteer_labels", "make_response", "oracle_response",
     "prompt_from_meta", "prompt_meta", "scalar_reward", "split_of", "toy_world", "verbosity_label",

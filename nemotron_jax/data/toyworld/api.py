@@ -10,8 +10,8 @@ from typing import Any, Iterator, Mapping, Sequence
 from nemotron_jax.data.toyworld import corpus, tasks
 from nemotron_jax.data.toyworld.instructions import ToyPrompt, allowed_instructions, make_prompt, oracle_response
 from nemotron_jax.data.toyworld.programs import FunctionTask
-from nemotron_jax.data.toyworld.responses import (RESPONSE_KINDS, Response, assess, helpsteer_labels, make_response,
-                                                  scalar_reward)
+from nemotron_jax.data.toyworld.responses import (BREAKING_KINDS, RESPONSE_KINDS, Response, assess, helpsteer_labels,
+                                                  make_response, scalar_reward)
 from nemotron_jax.data.toyworld.tasks import LEARNABLE_TASKS, TaskItem
 from nemotron_jax.data.toyworld.text import english_vocabulary, make_lexicon
 from nemotron_jax.data.toyworld.world import World, build_world
@@ -69,10 +69,13 @@ class ToyWorld:
     # ---- pretraining -----------------------------------------------------------------------------------------
 
     def documents(self, n_chars: int, *, blend: Mapping[str, float] = corpus.DEFAULT_BLEND,
-                  stream: str = "pretrain") -> Iterator[Record]:
-        """Pretraining documents {"text", "source"} (english | lingo | code) blended by characters."""
+                  stream: str = "pretrain", english_mix: Mapping[str, float] = corpus.ENGLISH_MIX
+                  ) -> Iterator[Record]:
+        """Pretraining documents {"text", "source"} (english | lingo | code) blended by characters; `english_mix`
+        weighs the kinds of English document (corpus.ENGLISH_KINDS)."""
         return corpus.documents(self.world, seed=self.seed, lexicon=self.lexicon, words=self.words,
-                                heldout_fraction=self.heldout_fraction, n_chars=n_chars, blend=blend, stream=stream)
+                                heldout_fraction=self.heldout_fraction, n_chars=n_chars, blend=blend, stream=stream,
+                                english_mix=english_mix)
 
     def tokenizer_texts(self, n_chars: int) -> Iterator[str]:
         """Tokenizer training text: corpus documents (80%) and chat-style task prompts with their answers (20%)."""
@@ -171,7 +174,7 @@ class ToyWorld:
         out = []
         for p in self.prompts(n, split=split, tasks=tasks, instructed_share=instructed_share,
                               stream="preference_pairs"):
-            kinds = [k for k in RESPONSE_KINDS[1:] if k != "ignore_instruction" or p.instruction_id_list]
+            kinds = [k for k in RESPONSE_KINDS[1:] if k not in BREAKING_KINDS or p.instruction_id_list]
             out.append(self._pair(p, make_response(p, "oracle", rng), make_response(p, rng.choice(kinds), rng)))
         return out
 
@@ -188,7 +191,8 @@ class ToyWorld:
 
         Like HelpSteer2, each prompt gets `responses_per_prompt` responses of different kinds (consecutive rows),
         so what separates two answers to one question is in the data. A response to a prompt with instructions
-        breaks one of them with probability `broken_share`; the other kinds are drawn uniformly.
+        breaks one of them with probability `broken_share` (with the right or a wrong answer, equally often); the
+        other kinds are drawn uniformly.
         """
         if responses_per_prompt < 1 or not 0.0 <= broken_share <= 1.0:
             raise ValueError(f"helpsteer needs responses_per_prompt >= 1 and broken_share in [0, 1], got "
@@ -200,10 +204,10 @@ class ToyWorld:
                               stream="helpsteer"):
             used: set[str] = set()  # kinds already given to this prompt: its responses differ
             for _ in range(min(responses_per_prompt, n - len(out))):
-                if p.instruction_id_list and "ignore_instruction" not in used and rng.random() < broken_share:
-                    kind = "ignore_instruction"
+                if p.instruction_id_list and not used & set(BREAKING_KINDS) and rng.random() < broken_share:
+                    kind = rng.choice(BREAKING_KINDS)  # right or wrong answer: a missing format says nothing of it
                 else:
-                    kind = rng.choice([k for k in RESPONSE_KINDS if k not in used and k != "ignore_instruction"])
+                    kind = rng.choice([k for k in RESPONSE_KINDS if k not in used and k not in BREAKING_KINDS])
                 used.add(kind)
                 r = make_response(p, kind, rng)
                 labels = helpsteer_labels(assess(p, r.text, coherent=r.coherent))

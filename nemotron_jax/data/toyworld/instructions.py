@@ -131,22 +131,24 @@ def oracle_response(p: ToyPrompt, *, extra: Sequence[str] = ()) -> str:
     return render(p.item.answer, extra, p.instruction_id_list, p.kwargs)
 
 
-def breaking_response(p: ToyPrompt, broken: str) -> str:
-    """The right answer with every instruction satisfied except `broken`, which the response visibly violates."""
+def breaking_response(p: ToyPrompt, broken: str, *, answer: Optional[str] = None) -> str:
+    """`answer` (default: the right one) with every instruction satisfied except `broken`, which the response
+    visibly violates."""
     ids, kws = p.instruction_id_list, p.kwargs
-    text = render(p.item.answer, (), ids, kws, skip=broken)
+    answer = p.item.answer if answer is None else answer
+    text = render(answer, (), ids, kws, skip=broken)
     if not registry.get(broken).verify(text, kws[ids.index(broken)]):
         return text
     kw = kws[ids.index(broken)]
     if broken == "length_constraints:number_words":  # 'less than N': pad with correct sentences to N words
-        extra = [p.item.explanation] if p.item.explanation else []
+        extra = [p.item.explanation] if p.item.explanation and answer == p.item.answer else []
         k = 0
-        while registry.count_words(render(p.item.answer, extra, ids, kws, skip=broken)) < kw["num_words"]:
+        while registry.count_words(render(answer, extra, ids, kws, skip=broken)) < kw["num_words"]:
             extra.append(FILLER[k % len(FILLER)])
             k += 1
-        return render(p.item.answer, extra, ids, kws, skip=broken)
+        return render(answer, extra, ids, kws, skip=broken)
     line = _BREAK_LINE.get(broken, "That is my answer.")
-    return render(p.item.answer, [line], ids, kws, skip=broken)
+    return render(answer, [line], ids, kws, skip=broken)
 
 
 def make_prompt(item: TaskItem, rng: random.Random, *, n_instructions: int) -> ToyPrompt:

@@ -4,6 +4,7 @@ Response kinds (what each is built to be):
     oracle              right answer, every instruction followed, as short as the instructions allow
     wrong_answer        a plausible wrong answer (a distractor), every instruction followed
     ignore_instruction  right answer, one instruction visibly broken (prompts with instructions only)
+    ignore_instruction_wrong  the same with a wrong answer (so a missing format does not predict correctness)
     verbose             right answer and instructions, plus an explanation and filler (>= 10 words over the oracle)
     verbose_wrong       the same length and shape as `verbose` around a wrong answer (its explanation states the wrong
                         answer): without it, length alone would predict correctness in HelpSteer rows
@@ -34,7 +35,9 @@ from nemotron_jax.data.toyworld.tasks import extract_answer
 from nemotron_jax.losses.reward import HELPSTEER_ATTRIBUTES, NEMOTRON4_340B_REWARD_WEIGHTS
 from nemotron_jax.sdg.instructions import count_words
 
-RESPONSE_KINDS = ("oracle", "wrong_answer", "ignore_instruction", "verbose", "verbose_wrong", "incoherent")
+RESPONSE_KINDS = ("oracle", "wrong_answer", "ignore_instruction", "ignore_instruction_wrong", "verbose",
+                  "verbose_wrong", "incoherent")
+BREAKING_KINDS = ("ignore_instruction", "ignore_instruction_wrong")  # apply only to prompts with instructions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,14 +60,17 @@ class Assessment:
 
 
 def make_response(p: ToyPrompt, kind: str, rng: random.Random) -> Optional[Response]:
-    """A response of `kind` to `p`, or None where the kind does not apply (ignore_instruction without any)."""
+    """A response of `kind` to `p`, or None where the kind does not apply (BREAKING_KINDS without instructions)."""
     item, ids, kws = p.item, p.instruction_id_list, p.kwargs
     if kind == "oracle":
         return Response(oracle_response(p), kind, True)
     if kind == "wrong_answer":
         return Response(render(rng.choice(item.distractors), (), ids, kws), kind, True)
-    if kind == "ignore_instruction":
-        return Response(breaking_response(p, rng.choice(ids)), kind, True) if ids else None
+    if kind in BREAKING_KINDS:
+        if not ids:
+            return None
+        answer = item.answer if kind == "ignore_instruction" else rng.choice(item.distractors)
+        return Response(breaking_response(p, rng.choice(ids), answer=answer), kind, True)
     if kind in ("verbose", "verbose_wrong"):
         answer = item.answer if kind == "verbose" else rng.choice(item.distractors)
         return Response(_verbose(p, answer, rng), kind, True)
