@@ -588,6 +588,10 @@ class ToyWorldConfig:
     blend_english: float = 0.70  # the paper's 70/15/15 English / multilingual / code blend, by characters here
     blend_lingo: float = 0.15
     blend_code: float = 0.15
+    # English document kinds and their shares (data/toyworld/corpus.py ENGLISH_KINDS): quiz sheets and chat-format
+    # exchanges ask about training items only; biographies, pages and practice sheets state every item's knowledge
+    english_mix: tuple = (("biography", 0.4), ("place", 0.1), ("thing", 0.1), ("quiz", 0.2), ("practice", 0.2),
+                          ("chat_qa", 0.0))
     tokenizer_chars: int = 1_000_000
     code_sft: int = 2000
     general_sft: int = 4000

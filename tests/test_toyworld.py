@@ -4,6 +4,7 @@ import collections
 import json
 import math
 import random
+import re
 import subprocess
 import sys
 
@@ -75,6 +76,29 @@ def test_quiz_documents_never_ask_heldout_questions(tw):
         assert any(subject in line and it.answer in line for line in corpus.split(". ")), it.id
 
 
+def test_english_mix_quiz_is_task_balanced_and_chat_exchanges_ask_training_items_only(tw):
+    docs = [d["text"] for d in tw.documents(200_000, blend={"english": 1.0}, english_mix={"quiz": 1, "chat_qa": 1})]
+    chats = [d for d in docs if d.startswith("<extra_id_0>System")]
+    assert 0.3 < len(chats) / len(docs) < 0.7  # each kind drawn with its weight
+    questions = [q for d in docs if not d.startswith("<extra_id_0>")
+                 for q in re.findall(r"^Q: (.*)$", d, flags=re.M)]
+    def task_of(q: str) -> str:
+        for pattern, task in (("How many times", "letter_count"), ("capital letters", "uppercase"),
+                              ("backwards", "reverse"), (r"What is \d \+ \d\?", "sum_1digit")):
+            if re.match(pattern, q) or pattern in q:
+                return task
+        return "fact_recall"
+
+    per_task = collections.Counter(map(task_of, questions))
+    # letter counts have ~6x more training items than sums, yet each task gets about a fifth of the lines
+    assert all(0.14 < per_task[t] / len(questions) < 0.26 for t in T.LEARNABLE_TASKS), per_task
+    asked = {re.search(r"User\n(.*)\n", c).group(1) for c in chats}
+    held = {it.prompt for t in T.LEARNABLE_TASKS for it in tw.items(t, 60, split="heldout", unique=True)}
+    assert asked and not asked & held
+    with pytest.raises(ValueError, match="english mix"):
+        list(tw.documents(1000, english_mix={"poems": 1.0}))
+
+
 # ---- oracle and flawed responses -----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -142,7 +166,10 @@ def test_helpsteer_gives_each_prompt_responses_of_different_kinds(tw):
     assert 0.35 < sum(r["correctness"] == 0 for r in long_rows) / len(long_rows) < 0.65
     instructed = sum(1 for a, _ in pairs if a["meta"]["instruction_id_list"])
     # P(some response breaks an instruction | instructed) = 1 - 0.6^2
-    assert abs(kinds["ignore_instruction"] / instructed - 0.64) < 0.1
+    broken = [r for r in rows if r["meta"]["kind"] in T.BREAKING_KINDS]
+    assert abs(len(broken) / instructed - 0.64) < 0.1
+    # nor does a missing format predict correctness
+    assert 0.35 < sum(r["correctness"] == 0 for r in broken) / len(broken) < 0.65
 
 
 # ---- answer reading ------------------------------------------------------------------------------------------------

@@ -5,9 +5,13 @@ share of the characters produced so far, so any prefix of the stream is within o
 
 English documents: biographies (all five facts of a person, several paraphrases over the corpus), town and object
 pages, practice sheets (sums, spelling, reversal, capitals, letter counts) that state the knowledge of *every* item,
-and quiz sheets: "Q: <task prompt> / A: <answer>" lines over the *training split* of the learnable tasks only, so a
-held-out question never appears verbatim. Stating all knowledge while asking about part of it is the mix that lets a
-model answer questions about the rest (knowledge extraction needs QA-format exposure during pretraining).
+and quiz sheets: "Q: <task prompt> / A: <answer>" lines over the *training split* of the learnable tasks only (each
+line from a uniformly drawn task, so the many letter-count items do not crowd out the rest), so a held-out question
+never appears verbatim; optionally also chat-format exchanges over the same training items (the "small share of
+QA-style alignment examples" of continued pretraining). Stating all knowledge while asking about part of it is the
+mix that lets a model answer questions about the rest (knowledge extraction needs QA-format exposure during
+pretraining, and enough of it that the training questions themselves are learned). `ENGLISH_MIX` gives each kind's
+share of English documents.
 Lingo documents: biographies and sums in the invented language. Code documents: traced programs and small functions.
 """
 
@@ -22,20 +26,51 @@ from nemotron_jax.data.toyworld.world import World
 
 SOURCES = ("english", "lingo", "code")
 DEFAULT_BLEND = {"english": 0.70, "lingo": 0.15, "code": 0.15}
+ENGLISH_KINDS = ("biography", "place", "thing", "quiz", "practice", "chat_qa")
+ENGLISH_MIX = {"biography": 0.4, "place": 0.1, "thing": 0.1, "quiz": 0.2, "practice": 0.2, "chat_qa": 0.0}
+
+Quiz = dict[str, list[tuple[str, str]]]  # task -> (question, answer) over its training split
 
 
-def english_document(rng: random.Random, world: World, words: tuple[str, ...], quiz: list[tuple[str, str]]) -> str:
-    """One English document of a randomly chosen kind (biographies 40%, pages 20%, quiz 20%, practice 20%)."""
-    r = rng.random()
-    if r < 0.4:
+def english_document(rng: random.Random, world: World, words: tuple[str, ...], quiz: Quiz,
+                     mix: Mapping[str, float] = ENGLISH_MIX) -> str:
+    """One English document, its kind drawn with the probabilities of `mix` (see ENGLISH_KINDS)."""
+    kinds = [k for k in ENGLISH_KINDS if mix.get(k, 0) > 0 and (quiz or k not in ("quiz", "chat_qa"))]
+    kind = rng.choices(kinds, weights=[mix[k] for k in kinds])[0]
+    if kind == "biography":
         return text.english_biography(rng, world, rng.choice(world.people))
-    if r < 0.5:
+    if kind == "place":
         return text.english_place_page(rng, world, rng.randrange(len(world.places)))
-    if r < 0.6:
+    if kind == "thing":
         return text.english_thing_page(rng, world, rng.randrange(len(world.things)))
-    if r < 0.8 and quiz:
-        return text.english_qa(rng, quiz, rng.randint(3, 6))
+    if kind == "quiz":
+        return text.english_qa(_balanced_draw(rng, quiz, rng.randint(3, 6)))
+    if kind == "chat_qa":
+        from nemotron_jax.data.chat import render_chat
+
+        q, a = _balanced_draw(rng, quiz, 1)[0]
+        return render_chat([{"role": "user", "content": q}, {"role": "assistant", "content": a}])
     return text.english_exercises(rng, words, rng.randint(4, 8))
+
+
+def _balanced_draw(rng: random.Random, quiz: Quiz, n: int) -> list[tuple[str, str]]:
+    """n distinct (question, answer) pairs, each from a uniformly drawn task."""
+    out: list[tuple[str, str]] = []
+    tasks = sorted(quiz)
+    while len(out) < min(n, sum(map(len, quiz.values()))):
+        pair = rng.choice(quiz[rng.choice(tasks)])
+        if pair not in out:
+            out.append(pair)
+    return out
+
+
+def check_english_mix(mix: Mapping[str, float]) -> dict[str, float]:
+    """Validate an English document mix {kind: weight}; returns it with every kind present."""
+    unknown = set(mix) - set(ENGLISH_KINDS)
+    if unknown or any(w < 0 for w in mix.values()) or sum(mix.values()) <= 0:
+        raise ValueError(f"english mix must give non-negative weights (positive sum) to kinds of {ENGLISH_KINDS}, "
+                         f"got {dict(mix)}")
+    return {k: float(mix.get(k, 0.0)) for k in ENGLISH_KINDS}
 
 
 def lingo_document(rng: random.Random, world: World, lexicon: dict[str, str]) -> str:
@@ -57,15 +92,18 @@ def check_blend(blend: Mapping[str, float]) -> dict[str, float]:
 
 
 def documents(world: World, *, seed: int, lexicon: dict[str, str], words: tuple[str, ...], heldout_fraction: float,
-              n_chars: int, blend: Mapping[str, float] = DEFAULT_BLEND, stream: str = "pretrain"
-              ) -> Iterator[dict[str, str]]:
+              n_chars: int, blend: Mapping[str, float] = DEFAULT_BLEND, stream: str = "pretrain",
+              english_mix: Mapping[str, float] = ENGLISH_MIX) -> Iterator[dict[str, str]]:
     """Yield {"text", "source"} documents until `n_chars` characters, blended by characters as `blend` says."""
     shares = check_blend(blend)
-    quiz = [(it.prompt, it.answer) for task in LEARNABLE_TASKS
-            for it in all_items(world, task, split="train", seed=seed, heldout_fraction=heldout_fraction)]
+    mix = check_english_mix(english_mix)
+    quiz = {task: [(it.prompt, it.answer) for it in
+                   all_items(world, task, split="train", seed=seed, heldout_fraction=heldout_fraction)]
+            for task in LEARNABLE_TASKS}
+    quiz = {t: v for t, v in quiz.items() if v}
     rngs = {s: random.Random(f"toyworld:{seed}:corpus:{stream}:{s}") for s in shares}
     makers = {
-        "english": lambda r: english_document(r, world, words, quiz),
+        "english": lambda r: english_document(r, world, words, quiz, mix),
         "lingo": lambda r: lingo_document(r, world, lexicon),
         "code": lambda r: programs.code_document(r, r.randint(2, 4)),
     }

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Optional
 
 from nemotron_jax.config import ToyWorldConfig
 from nemotron_jax.data.toyworld.api import ToyWorld, toy_world
-from nemotron_jax.data.toyworld.corpus import SOURCES
+from nemotron_jax.data.toyworld.corpus import ENGLISH_MIX, SOURCES
 from nemotron_jax.data.toyworld.tasks import HARD_TASKS
 
 STAGE_FILES = {
@@ -62,7 +62,7 @@ def write_run_data(cfg: ToyWorldConfig, run_dir: str | os.PathLike, *,
         (root / "pretrain").mkdir(parents=True, exist_ok=True)
         files = {s: open(root / "pretrain" / f"{s}.jsonl", "w", encoding="utf-8") for s in SOURCES}
         try:
-            for doc in tw.documents(cfg.pretrain_chars, blend=cfg.blend):
+            for doc in tw.documents(cfg.pretrain_chars, blend=cfg.blend, english_mix=dict(cfg.english_mix)):
                 files[doc["source"]].write(json.dumps(doc, ensure_ascii=False) + "\n")
                 chars[doc["source"]] += len(doc["text"])
         finally:
@@ -103,12 +103,15 @@ def write_run_data(cfg: ToyWorldConfig, run_dir: str | os.PathLike, *,
 
 
 def source_texts(source: str, n_chars: int, seed: int = 0, n_people: int = 48, n_places: int = 12,
-                 n_things: int = 24, heldout_fraction: float = 0.2) -> list[str]:
+                 n_things: int = 24, heldout_fraction: float = 0.2,
+                 english_mix: Optional[Iterable[tuple[str, float]]] = None) -> list[str]:
     """Documents of one corpus source (english | lingo | code): the `python` TextSource entry point."""
     if source not in SOURCES:
         raise ValueError(f"toy corpus source must be one of {SOURCES}, got {source!r}")
     tw = toy_world(seed, n_people=n_people, n_places=n_places, n_things=n_things, heldout_fraction=heldout_fraction)
-    return [d["text"] for d in tw.documents(n_chars, blend={source: 1.0}, stream=f"pretrain_{source}")]
+    mix = dict(english_mix) if english_mix is not None else ENGLISH_MIX
+    return [d["text"] for d in tw.documents(n_chars, blend={source: 1.0}, stream=f"pretrain_{source}",
+                                            english_mix=mix)]
 
 
 def pretrain_data(cfg: ToyWorldConfig, tokenizer: str, **kw: Any) -> "TextData":
@@ -120,7 +123,8 @@ def pretrain_data(cfg: ToyWorldConfig, tokenizer: str, **kw: Any) -> "TextData":
         TextSource("nemotron_jax.data.toyworld.export:source_texts", weight=weights[s], kind="python", name=s,
                    kwargs=(("source", s), ("n_chars", max(1, int(cfg.pretrain_chars * weights[s]))),
                            ("seed", cfg.seed), ("n_people", cfg.n_people), ("n_places", cfg.n_places),
-                           ("n_things", cfg.n_things), ("heldout_fraction", cfg.heldout_fraction)))
+                           ("n_things", cfg.n_things), ("heldout_fraction", cfg.heldout_fraction),
+                           ("english_mix", cfg.english_mix)))
         for s in SOURCES if weights.get(s, 0) > 0)
     return TextData(sources=sources, tokenizer=tokenizer, **kw)
 

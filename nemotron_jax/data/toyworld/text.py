@@ -108,9 +108,9 @@ def english_thing_page(rng: random.Random, world: World, thing_index: int) -> st
     return " ".join(out)
 
 
-def english_qa(rng: random.Random, pairs: list[tuple[str, str]], n: int) -> str:
-    """A quiz sheet: `n` "Q: question / A: answer" pairs drawn from `pairs`."""
-    return "\n".join(f"Q: {q}\nA: {a}" for q, a in rng.sample(pairs, min(n, len(pairs))))
+def english_qa(pairs: list[tuple[str, str]]) -> str:
+    """A quiz sheet: one "Q: question / A: answer" block per pair."""
+    return "\n".join(f"Q: {q}\nA: {a}" for q, a in pairs)
 
 
 def english_exercises(rng: random.Random, words: tuple[str, ...], n: int) -> str:
