@@ -69,3 +69,30 @@ def test_quick_recipe_end_to_end(tmp_path):
     assert rm["overall"] > 0.5  # the reward model ranks held-out pairs above chance
     assert report.exists() and (run / "stages.png").stat().st_size > 0
     assert set(json.loads((run / "timings.json").read_text())) >= {"data", "strong_base", "eval"}
+
+
+def test_sdg_chosen_reward_floor_separates_right_from_wrong_answers(tmp_path):
+    """The recipe keeps a pair only if its chosen reply is right: the floor must split the toy judge's scores of
+    right and wrong answers for every response kind, format and length."""
+    import random
+
+    from nemotron_jax.data import toyworld as T
+    from nemotron_jax.recipe.weak_to_strong import Recipe, RecipeConfig, sdg_pipeline
+
+    cfg = RecipeConfig()
+    floor = cfg.sdg_min_chosen_reward
+    stages = sdg_pipeline(Recipe(cfg.replace(out_dir=str(tmp_path)), log=lambda *a: None),
+                          "sdg_round1", ["generator"]).stages
+    assert {"type": "filter_reward", "field": "chosen_reward", "min_reward": floor} in stages
+    tw, rng = T.toy_world(0), random.Random(0)
+    seen = set()
+    for p in tw.prompts(300, instructed_share=0.5):
+        for kind in T.RESPONSE_KINDS:
+            r = T.make_response(p, kind, rng)
+            if r is None or not r.coherent:
+                continue
+            a = T.assess(p, r.text, coherent=True)
+            score = T.scalar_reward(T.helpsteer_labels(a))
+            assert (score >= floor) == a.correct, (kind, r.text, score)
+            seen.add(a.correct)
+    assert seen == {True, False}

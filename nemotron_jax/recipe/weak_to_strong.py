@@ -93,6 +93,9 @@ class RecipeConfig:
     sdg_k: int = 4
     sdg_temperature: float = 1.0
     sdg_max_tokens: int = 80
+    # verifier score a chosen reply needs: on the toy labels with the 340B weights a coherent right answer scores
+    # >= 3.78 and a wrong one <= 3.08, whatever its format and length
+    sdg_min_chosen_reward: Optional[float] = 3.4
 
     @property
     def run_dir(self) -> Path:
@@ -113,7 +116,8 @@ def quick(cfg: Optional[RecipeConfig] = None) -> RecipeConfig:
         weak_pretrain=short(cfg.weak_pretrain, 20), strong_pretrain=short(cfg.strong_pretrain, 40),
         reward_model=short(cfg.reward_model, 20), weak_sft=short(cfg.weak_sft, 15), sft_code=short(cfg.sft_code, 8),
         sft_general=short(cfg.sft_general, 20), dpo=short(cfg.dpo, 6), rpo=short(cfg.rpo, 4), sdg_prompts=160,
-        sdg_prompts_round2=32, sdg_k=4, sdg_max_tokens=24)
+        sdg_prompts_round2=32, sdg_k=4, sdg_max_tokens=24,
+        sdg_min_chosen_reward=None)  # models this brief are rarely right: pair on any verifier gap
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -305,6 +309,8 @@ def sdg_pipeline(r: Recipe, round_name: str, models: Sequence[str]) -> Any:
              "temperature": c.sdg_temperature, "max_tokens": c.sdg_max_tokens},
             {"type": "judge_toyworld"},  # ground truth + instruction verifiers, HelpSteer rules -> 340B weights
             {"type": "pairs", "strategy": "best_vs_worst", "margin": 0.5},
+            # a pair teaches what its chosen reply does right: keep pairs whose chosen reply is correct
+            {"type": "filter_reward", "field": "chosen_reward", "min_reward": c.sdg_min_chosen_reward},
             # an empty reply cannot be scored by the RM nor read as a preference pair (both reject it, by file:line)
             {"type": "filter_length", "fields": ["chosen", "rejected"], "min_words": 1, "max_words": 200},
             {"type": "dedup", "field": "prompt", "near_threshold": None},  # short answers repeat across prompts
