@@ -325,3 +325,24 @@ def test_decode_updates_the_kv_cache_in_place_and_never_copies_weights(params, s
     copied = [tuple(sorted(int(d) for d in m.group(1).split(",") if d))
               for m in re.finditer(r"= f32\[([\d,]*)\]\S* copy\(", hlo)]
     assert not big & set(copied), f"copies of weight / cache shapes: {big & set(copied)}"
+
+
+def test_chat_reply_excludes_the_template_newline():
+    """The template closes a reply with "\\n<extra_id_1>": a chat reply must not keep that newline, or a reply put
+    back into a conversation (SDG pairs, the next turn) renders with two and trains the model to emit both."""
+    from nemotron_jax.inference.api import CHAT_STOP_STRINGS
+    from nemotron_jax.inference.byte_tokenizer import ByteTokenizer
+    from nemotron_jax.inference.sampler import Row, _RowTracker
+
+    tok = ByteTokenizer()
+    turn = tok.piece_to_id("<extra_id_1>")
+    params = SamplingParams(stop=CHAT_STOP_STRINGS, stop_token_ids=(turn,))
+    for reply in ("14", "a\nb", "x\n\n"):
+        tracker = _RowTracker(Row([1], params), tok, eos_id=3)
+        ids = tok.encode(reply + "\n")
+        tracker.update(ids, device_done=False)
+        streamed = tracker.delta(0).text  # a trailing newline is held back: it may be the template's
+        assert streamed == reply.rstrip("\n") or reply.startswith(streamed)
+        tracker.update(ids + [turn], device_done=True)
+        assert tracker.text == reply and tracker.finish == "stop"
+        assert streamed + tracker.delta(0).text == reply

@@ -19,7 +19,7 @@ from nemotron_jax.eval.io import DatasetError, load_jsonl, require_keys
 
 NUMBER = re.compile(r"-?[$]?\s?\d[\d,]*(?:\.\d+)?|-?[$]?\.\d+")
 ANSWER_IS = re.compile(r"answer\s+is\s*:?\s*", re.IGNORECASE)
-CHAT_STOP = ("<extra_id_1>", "<|endoftext|>")
+CHAT_STOP = ("\n<extra_id_1>", "<extra_id_1>", "<|endoftext|>")  # the newline before the marker is the template's
 
 
 # A plain-text prompt, or a chat conversation ([{"role", "content"}, ...]) that the backend turns into the

@@ -23,7 +23,10 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 from nemotron_jax.inference.engine import BatchingEngine
 from nemotron_jax.inference.sampler import MAX_TOP_LOGPROBS, Completion, Delta, Row, SamplingParams
 
-CHAT_STOP_STRINGS = ("<extra_id_1>", "<|endoftext|>")  # SPEC §5
+# SPEC §5. The template closes a reply with "\n<extra_id_1>": the newline is the template's, not the reply's, so a
+# reply put back into a conversation (SDG pairs, SFT rows, the next turn) renders exactly as the model saw it.
+TURN_MARKER = "<extra_id_1>"
+CHAT_STOP_STRINGS = ("\n" + TURN_MARKER, TURN_MARKER, "<|endoftext|>")
 MAX_N = 64
 MAX_STOP = 4
 
@@ -181,7 +184,7 @@ class InferenceService:
         logprobs = None
         if body.get("logprobs"):
             logprobs = _integer(body, "top_logprobs", 0, 0, MAX_TOP_LOGPROBS)
-        turn_id = self.tokenizer.piece_to_id(CHAT_STOP_STRINGS[0])
+        turn_id = self.tokenizer.piece_to_id(TURN_MARKER)
         params = _sampling(body, max_tokens, logprobs, CHAT_STOP_STRINGS, (turn_id,))
         prep = self._prepare(body, [ids], params)
         return self._respond(prep, "chat.completion", "chatcmpl")
