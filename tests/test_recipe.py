@@ -62,7 +62,10 @@ def test_quick_recipe_end_to_end(tmp_path):
     assert all(Path(f).exists() for f in manifest["files"].values())
     for sdg in ("sdg_round1", "sdg_round2"):
         pairs = (run / sdg / "pairs_rm.jsonl").read_text().splitlines()
-        assert pairs and {"chosen_reward", "rejected_reward", "verifier_chosen_reward"} <= set(json.loads(pairs[0]))
+        rec = json.loads(pairs[0])
+        assert {"chosen_reward", "rejected_reward", "verifier_chosen_reward", "rm_chosen_reward"} <= set(rec)
+        # RPO's rewards: the judge's (ground truth / verifiers) by default, the RM's scores kept beside them
+        assert rec["reward_source"] == "judge" and rec["chosen_reward"] == rec["verifier_chosen_reward"]
     results = json.loads((run / "eval" / "results.json").read_text())
     assert results["+ General SFT"]["Tasks"] > results["Strong base"]["Tasks"]  # SFT beats the base model
     rm = json.loads((run / "eval" / "reward_model.json").read_text())

@@ -314,6 +314,18 @@ def test_pairing_best_vs_worst_margin_and_ties() -> None:
     assert BestResponse(min_score=0.95).process(scored([0.2, 0.9]), ctx) == []
 
 
+def test_pairing_within_equal_judge_fields() -> None:
+    ctx = ctx_with(reply(""))
+    item = scored([5.7, 5.2, 1.8, 1.5])  # right+followed, right+broken, wrong+followed, wrong+broken
+    for r, (ok, fol) in zip(item["responses"], [(True, True), (True, False), (False, True), (False, False)]):
+        r.update(correct=ok, all_followed=fol)
+    assert [(p["chosen"], p["rejected"]) for p in Pairs().process(item, ctx)] == [("r0", "r3")]
+    same = Pairs(strategy="all_pairs", same=["correct"]).process(item, ctx)
+    assert [(p["chosen"], p["rejected"]) for p in same] == [("r0", "r1"), ("r2", "r3")]
+    with pytest.raises(ValueError, match="did not record"):
+        Pairs(same=["grade"]).process(item, ctx)
+
+
 def test_reward_and_length_filters() -> None:
     ctx = ctx_with(reply(""))
     rows = [{"id": str(i), "chosen_reward": r, "prompt": "w " * n} for i, (r, n) in enumerate([(1.0, 3), (3.0, 8)])]

@@ -10,10 +10,11 @@
     sft_code      strong base -> code SFT                            (paper: 1 epoch, constant LR)
     sft_general   -> general SFT, replaying 2% of the code-SFT data
     sdg_round1    the weak generator and the intermediate SFT policy answer toy-world prompts (k samples) ->
-                  verifier/ground-truth judge -> best-vs-worst pairs; the RM re-scores every pair (RM-as-judge:
-                  RPO's reward gap, and its agreement with the verifiers)
+                  verifier/ground-truth judge -> best-vs-worst pairs with a right chosen reply, plus pairs of
+                  replies that agree on the answer and differ in format or length; the RM re-scores every pair
+                  (RM-as-judge, and its agreement with the verifiers)
     dpo           -> DPO on round-1 pairs (+ SFT term on chosen)
-    rpo1..3       -> RPO x3, each from and referencing the previous  (rewards from the RM)
+    rpo1..3       -> RPO x3, each from and referencing the previous  (rewards: the judge's, or the RM's)
     sdg_round2    the aligned strong model generates the next round's data (its mean reward vs round 1's)
     eval          every stage on held-out tasks: chat task accuracy, IFEval prompt/instruction accuracy,
                   plus RewardBench-shaped accuracy of the RM on held-out pairs -> report.md + stages.png
@@ -63,7 +64,7 @@ class RecipeConfig:
     seed: int = 0
     world: C.ToyWorldConfig = field(default_factory=lambda: C.ToyWorldConfig(
         pretrain_chars=2_000_000, tokenizer_chars=600_000, code_sft=1500, general_sft=12000, preference_prompts=600,
-        preference_pairs=400, helpsteer=6000, helpsteer_val=200, eval_per_task=30, eval_ifeval=100, eval_mc=60,
+        preference_pairs=400, helpsteer=6000, helpsteer_val=200, eval_per_task=100, eval_ifeval=400, eval_mc=60,
         eval_code=10, eval_rm_pairs=200))
     # A small vocabulary (words split into a few pieces): held-out upper-casing and reversal need letter-level
     # skills; at 2K pieces each word is one token. 512 did best in a probe (384 is the toy text's floor).
@@ -82,8 +83,8 @@ class RecipeConfig:
     weak_sft: StageTrain = StageTrain(steps=120, batch=16, lr=1e-3, warmup=10)
     sft_code: StageTrain = StageTrain(steps=60, batch=16, lr=1e-3, warmup=10)
     sft_general: StageTrain = StageTrain(steps=400, batch=16, lr=2e-3, warmup=20, schedule="cosine", min_lr=1e-4)
-    dpo: StageTrain = StageTrain(steps=60, batch=8, lr=3e-5, warmup=5)
-    rpo: StageTrain = StageTrain(steps=30, batch=8, lr=3e-5, warmup=5)
+    dpo: StageTrain = StageTrain(steps=120, batch=8, lr=1e-4, warmup=5)
+    rpo: StageTrain = StageTrain(steps=60, batch=8, lr=1e-4, warmup=5)
     dpo_beta: float = 0.1
     rpo_beta: float = 0.1
     rpo_eta: float = 1.0
@@ -96,6 +97,11 @@ class RecipeConfig:
     # verifier score a chosen reply needs: on the toy labels with the 340B weights a coherent right answer scores
     # >= 3.78 and a wrong one <= 3.08, whatever its format and length
     sdg_min_chosen_reward: Optional[float] = 3.4
+    # also pair replies that agree on the answer (both right or both wrong) and differ in instructions or length:
+    # the judge weighs correctness far above format, so best-vs-worst pairs alone rarely teach the format
+    sdg_same_answer_pairs: bool = True
+    # where RPO's rewards come from: "judge" (ground truth + verifiers, trusted first) or "reward_model"
+    rpo_rewards: str = "judge"
 
     @property
     def run_dir(self) -> Path:
@@ -335,7 +341,9 @@ def stage_sdg(r: Recipe, round_name: str, policies: dict[str, tuple[str, C.Model
         finally:
             for c in clients.values():
                 c.close()
-        pairs = [json.loads(line) for line in Path(result.final_path).read_text().splitlines() if line.strip()]
+        pairs = _read_jsonl(result.final_path)
+        if r.cfg.sdg_same_answer_pairs and _judged_path(result):
+            pairs = _merge_pairs(pairs, _same_answer_pairs(r, round_name, _judged_path(result)))
         if len(pairs) < min_pairs:
             raise RuntimeError(f"SDG produced {len(pairs)} preference pairs for {round_name}, fewer than the "
                                f"{min_pairs} the next stage needs: raise sdg_prompts or sdg_k, or the temperature")
@@ -346,24 +354,61 @@ def stage_sdg(r: Recipe, round_name: str, policies: dict[str, tuple[str, C.Model
     return str(out)
 
 
+def same_answer_pipeline(r: Recipe, round_name: str, judged: str) -> Any:
+    """Pairs among a round's judged replies that agree on correctness (the format / length contrast)."""
+    from nemotron_jax.sdg.runner import PipelineConfig
+
+    return PipelineConfig(
+        name=round_name + "_same_answer", out_dir=str(r.path(round_name, "same_answer")), seed=r.cfg.seed,
+        stages=[{"type": "jsonl", "path": judged},
+                {"type": "pairs", "strategy": "best_vs_worst", "margin": 0.25, "same": ["correct"]},
+                {"type": "filter_length", "fields": ["chosen", "rejected"], "min_words": 1, "max_words": 200},
+                {"type": "dedup", "field": "prompt", "near_threshold": None}])
+
+
+def _same_answer_pairs(r: Recipe, round_name: str, judged: str) -> list[dict]:
+    from nemotron_jax.sdg.runner import run_pipeline
+
+    return _read_jsonl(run_pipeline(same_answer_pipeline(r, round_name, judged), progress=False).final_path)
+
+
+def _judged_path(result: Any) -> Optional[str]:
+    """The last judge stage's output of a pipeline run (None without a judge)."""
+    judged = [p for p in result.stage_paths if "judge" in Path(p).name]
+    return judged[-1] if judged else None
+
+
+def _merge_pairs(a: list[dict], b: list[dict]) -> list[dict]:
+    """a, then the pairs of b not already in a (same prompt, chosen and rejected)."""
+    key = lambda p: (json.dumps(p["prompt"]), p["chosen"], p["rejected"])  # noqa: E731
+    seen = {key(p) for p in a}
+    return a + [p for p in b if key(p) not in seen]
+
+
+def _read_jsonl(path: str) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
 def _mean_response_score(result: Any) -> Optional[float]:
     """Mean judged score over every sampled response (how good the generator's data is)."""
-    judged = [p for p in result.stage_paths if "judge" in Path(p).name]
-    if not judged:
+    judged = _judged_path(result)
+    if judged is None:
         return None
-    scores = [resp["score"] for line in Path(judged[-1]).read_text().splitlines() if line.strip()
-              for resp in json.loads(line).get("responses", []) if "score" in resp]
+    scores = [resp["score"] for row in _read_jsonl(judged) for resp in row.get("responses", []) if "score" in resp]
     return round(sum(scores) / len(scores), 4) if scores else None
 
 
 def attach_rm_rewards(r: Recipe, pairs: list[dict], out: Path) -> dict:
-    """RM-as-judge: the reward model scores chosen and rejected; RPO uses these rewards (SPEC §5's r*).
-
-    The verifier scores stay as provenance; the share of pairs where the RM agrees with the verifiers is reported.
+    """RM-as-judge: the reward model scores chosen and rejected (`rm_*_reward`); the share of pairs where it agrees
+    with the verifiers is reported. `chosen_reward` / `rejected_reward`, the r* RPO matches (SPEC §5), come from
+    `RecipeConfig.rpo_rewards`: "judge" keeps the SDG judge's (ground truth and verifiers first, the paper's order
+    of trust), "reward_model" takes the RM's.
     """
     if not pairs:
         raise RuntimeError(f"SDG produced no preference pairs for {out.parent.name}: the responses never differed "
                            "enough; sample more responses (sdg_k) or raise the temperature")
+    if r.cfg.rpo_rewards not in ("judge", "reward_model"):
+        raise ValueError(f"RecipeConfig.rpo_rewards must be 'judge' or 'reward_model', got {r.cfg.rpo_rewards!r}")
     prompts = [p["prompt"] for p in pairs]
     chosen = rm_scores(r, prompts, [p["chosen"] for p in pairs])
     rejected = rm_scores(r, prompts, [p["rejected"] for p in pairs])
@@ -371,10 +416,12 @@ def attach_rm_rewards(r: Recipe, pairs: list[dict], out: Path) -> dict:
     with out.open("w") as f:
         for p, c, j in zip(pairs, chosen, rejected):
             rec = {**p, "verifier_chosen_reward": p.get("chosen_reward"),
-                   "verifier_rejected_reward": p.get("rejected_reward"), "chosen_reward": c, "rejected_reward": j,
-                   "reward_source": "reward_model"}
+                   "verifier_rejected_reward": p.get("rejected_reward"), "rm_chosen_reward": c,
+                   "rm_rejected_reward": j, "reward_source": r.cfg.rpo_rewards}
+            if r.cfg.rpo_rewards == "reward_model":
+                rec.update(chosen_reward=c, rejected_reward=j)
             f.write(json.dumps(rec) + "\n")
-    return {"pairs": len(pairs), "rm_agrees_with_verifiers": round(agree, 4)}
+    return {"pairs": len(pairs), "rm_agrees_with_verifiers": round(agree, 4), "rpo_rewards": r.cfg.rpo_rewards}
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import ClassVar, Optional
+from typing import ClassVar, Optional, Sequence
 
 from nemotron_jax.sdg.stages import Context, Item, Stage, child, register
 
@@ -22,18 +22,21 @@ def _pair_record(item: Item, a: dict, b: dict) -> dict:
             "rejected_model": b.get("model"), "judge": item.get("judge")}
 
 
-def candidate_pairs(item: Item, margin: float, strategy: str) -> list[tuple[int, int]]:
-    """(chosen, rejected) response indices whose score gap is > 0 and >= margin.
+def candidate_pairs(item: Item, margin: float, strategy: str, same: Sequence[str] = ()) -> list[tuple[int, int]]:
+    """(chosen, rejected) response indices whose score gap is > 0 and >= margin, and (with `same`) whose
+    responses agree on those judge fields: same=("correct",) pairs right with right and wrong with wrong, so the
+    preference is about the rest (instructions, length), not the answer.
 
     best_vs_worst: at most one pair, the top- vs the bottom-scored response (first index breaks ties).
     all_pairs: every ordered pair over the gap, largest gap first.
     LLM-judged items only pair what the judge ranked consistently (`consistent_pairs`).
     """
-    scores = [r["score"] for r in item["responses"]]
+    rs = item["responses"]
+    scores = [r["score"] for r in rs]
     allowed = {tuple(p) for p in item["consistent_pairs"]} if "consistent_pairs" in item else None
     pairs = [(i, j) for i, j in itertools.permutations(range(len(scores)), 2)
              if scores[i] - scores[j] > 0 and scores[i] - scores[j] >= margin
-             and (allowed is None or (i, j) in allowed)]
+             and (allowed is None or (i, j) in allowed) and all(rs[i].get(f) == rs[j].get(f) for f in same)]
     pairs.sort(key=lambda p: (-(scores[p[0]] - scores[p[1]]), p))
     if strategy == "best_vs_worst":
         return pairs[:1]
@@ -49,6 +52,7 @@ class Pairs(Stage):
     strategy: str = "best_vs_worst"
     margin: float = 0.0
     max_pairs: Optional[int] = None
+    same: tuple = ()  # judge fields both responses must share (see candidate_pairs)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -58,7 +62,11 @@ class Pairs(Stage):
     def process(self, item: Item, ctx: Context) -> list[Item]:
         if not item.get("responses") or "score" not in item["responses"][0]:
             raise ValueError(f"item {item['id']}: pairs needs judged responses; put a judge_* stage before it")
-        pairs = candidate_pairs(item, self.margin, self.strategy)[: self.max_pairs]
+        missing = [f for f in self.same if f not in item["responses"][0]]
+        if missing:
+            raise ValueError(f"item {item['id']}: pairs.same names {missing}, which its judge did not record; "
+                             f"fields present: {sorted(item['responses'][0])}")
+        pairs = candidate_pairs(item, self.margin, self.strategy, tuple(self.same))[: self.max_pairs]
         rs = item["responses"]
         base = {"task": item.get("task")}
         return [_record(item, j, self.name, {**base, **_pair_record(item, rs[a], rs[b])})
