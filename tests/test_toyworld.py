@@ -399,7 +399,8 @@ def test_evaluate_tasks_counts_exact_matches(tw):
     assert res["n"] == len(records) == 20 and res["accuracy"] == pytest.approx(7 / 20)
     assert sum(v * 4 for v in res["per_task"].values()) == pytest.approx(7)
     assert gen.prompts[0].endswith("<extra_id_1>Assistant\n") and records[0]["question"] in gen.prompts[0]
-    assert res["predictions"][0]["output"] == records[0]["answer"] + "\n"  # cut at the stop marker
+    # cut before the template's "\n<extra_id_1>": the newline belongs to the template, not the reply
+    assert res["predictions"][0]["output"] == records[0]["answer"]
     with pytest.raises(ValueError, match="at least one record"):
         evaluate_tasks(gen, [])
 
