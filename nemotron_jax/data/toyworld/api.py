@@ -184,8 +184,8 @@ class ToyWorld:
         return {"prompt": p.text, "chosen": chosen.text, "rejected": rejected.text, "chosen_reward": rc,
                 "rejected_reward": rr, "meta": {**prompt_meta(p), "rejected_kind": rejected.kind}}
 
-    def helpsteer(self, n: int, *, instructed_share: float = 0.5, responses_per_prompt: int = 2,
-                  broken_share: float = 0.3, tasks: Sequence[str] = LEARNABLE_TASKS,
+    def helpsteer(self, n: int, *, instructed_share: float = 0.6, responses_per_prompt: int = 2,
+                  broken_share: float = 0.4, tasks: Sequence[str] = LEARNABLE_TASKS,
                   split: str = "train") -> list[Record]:
         """n HelpSteer rows {"prompt", "response", helpfulness, correctness, coherence, complexity, verbosity}.
 
