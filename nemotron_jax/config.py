@@ -435,12 +435,18 @@ class ChatData:
 
     `replay_path` (general SFT): the previous stage's data, of which a seeded `replay_fraction` subset (the paper's
     2% of the code-SFT samples) is blended in against forgetting.
+    `text_replay_paths`: plain documents (`{"text"}` JSONL, e.g. the pretraining corpus) packed in with loss on every
+    token, `text_replay_fraction` of them per conversation (seeded, without replacement while there are enough):
+    keeps the knowledge pretraining stored while SFT reshapes the format (off by default, as in the paper; the
+    toy recipe's 2-layer models forget without it).
     """
 
     paths: tuple[str, ...]
     tokenizer: str
     replay_path: Optional[str] = None
     replay_fraction: float = 0.02
+    text_replay_paths: tuple[str, ...] = ()
+    text_replay_fraction: float = 0.0
     append_eos: bool = False  # train an eos after the final <extra_id_1> as well
     pack: bool = True  # first-fit packing (segment ids keep documents apart); False: one conversation per row
     packing_bins: int = 8
@@ -451,6 +457,12 @@ class ChatData:
                  "ChatData.paths must be a non-empty tuple of JSONL paths, e.g. paths=('data/sft.jsonl',)")
         _require(0.0 <= self.replay_fraction <= 1.0, f"replay_fraction must be in [0, 1], got {self.replay_fraction}")
         _require(self.packing_bins >= 1, "ChatData.packing_bins must be >= 1")
+        _require(self.text_replay_fraction >= 0.0,
+                 f"ChatData.text_replay_fraction must be >= 0, got {self.text_replay_fraction}")
+        _require(isinstance(self.text_replay_paths, tuple),
+                 "ChatData.text_replay_paths must be a tuple of JSONL paths")
+        _require(self.text_replay_fraction == 0 or len(self.text_replay_paths) > 0,
+                 "ChatData.text_replay_fraction > 0 needs text_replay_paths ({\"text\"} JSONL files)")
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,28 @@ def test_packed_sft_rows_keep_assistant_masks(files):
     np.testing.assert_array_equal(next(it2)["inputs"], want["inputs"])
 
 
+def test_text_replay_mixes_full_loss_documents_into_sft_rows(files, tmp_path):
+    docs = [f"the {w} is near the {v}" for w, v in zip(WORDS, WORDS[1:])]
+    corpus = _jsonl(tmp_path / "corpus.jsonl", [{"text": d, "source": "english"} for d in docs])
+    data = C.ChatData(paths=(files["sft"],), tokenizer=files["tok"], text_replay_paths=(corpus,),
+                      text_replay_fraction=0.5, shuffle=False, pack=False)
+    tok = Tokenizer.load(files["tok"])
+    extra = A.text_replay_examples(tok, data, len(WORDS), seed=0)
+    assert len(extra) == 6 and [e["inputs"].tolist() for e in extra] == \
+        [e["inputs"].tolist() for e in A.text_replay_examples(tok, data, len(WORDS), seed=0)]  # seeded
+    picked = {tok.decode(e["targets"][:-1].tolist()) for e in extra}
+    assert len(picked) == 6 and picked <= set(docs)  # distinct documents, bos ... eos
+    assert all(e["inputs"][0] == tok.bos_id and e["targets"][-1] == tok.eos_id for e in extra)
+    # every token of a document is trained; a conversation's user turn is not
+    it = A.sft_iterator(data, seq_len=SEQ, rows=len(WORDS) + 6, seed=0)
+    batch = next(it)
+    trained = (batch["loss_mask"] > 0).sum(1)
+    lengths = (batch["segment_ids"] > 0).sum(1)
+    assert (trained[len(WORDS):] == lengths[len(WORDS):]).all() and (trained[:len(WORDS)] < lengths[:len(WORDS)]).all()
+    with pytest.raises(C.ConfigError, match="text_replay_paths"):
+        C.ChatData(paths=(files["sft"],), tokenizer=files["tok"], text_replay_fraction=0.1)
+
+
 def test_cached_reference_equals_on_the_fly(files, tmp_path, monkeypatch):
     data = C.PreferenceData(paths=(files["pairs"],), tokenizer=files["tok"], shuffle=False)
     loss = C.RPO(beta=0.5, iterations=1, sft_weight=1e-2)  # rewards and the SFT term on: every path of the loss

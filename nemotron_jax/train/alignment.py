@@ -155,11 +155,25 @@ def sft_examples(tok: Any, convs: Sequence[list[chat.Message]], *, append_eos: b
     return [lm_example(*chat.encode_chat(tok, c, append_eos=append_eos)) for c in convs]
 
 
+def text_replay_examples(tok: Any, data: ChatData, n_convs: int, seed: int) -> list[dict]:
+    """`text_replay_fraction * n_convs` documents of `text_replay_paths` as full-loss `[bos] + ids + [eos]`
+    examples (a seeded pick, without replacement while the files hold enough)."""
+    n = int(round(data.text_replay_fraction * n_convs))
+    if n == 0:
+        return []
+    docs = [d for p in data.text_replay_paths for d in chat.read_text_jsonl(p)]
+    if not docs:
+        raise ConfigError(f"ChatData.text_replay_paths {data.text_replay_paths} hold no documents")
+    picked = np.random.default_rng([seed, 11]).choice(len(docs), size=n, replace=n > len(docs))
+    return [lm_example(tok.encode(docs[i], bos=True, eos=True)) for i in picked]
+
+
 def sft_iterator(data: ChatData, *, seq_len: int, rows: int, seed: int, process_index: int = 0,
                  process_count: int = 1) -> Any:
     """Packed (or one-per-row) LM batches of assistant-masked chat examples."""
     tok = load_tokenizer(data.tokenizer)
-    examples = sft_examples(tok, sft_conversations(data, seed), append_eos=data.append_eos)
+    convs = sft_conversations(data, seed)
+    examples = sft_examples(tok, convs, append_eos=data.append_eos) + text_replay_examples(tok, data, len(convs), seed)
     if data.pack:
         return PackedChatIterator(examples, seq_len=seq_len, rows=rows, seed=seed, shuffle=data.shuffle,
                                   bins=data.packing_bins, pad_id=tok.pad_id, process_index=process_index,
