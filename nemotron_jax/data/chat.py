@@ -35,6 +35,8 @@ from nemotron_jax.data.tokenizer import CHAT_TOKENS
 
 SYSTEM, TURN, RM_END = CHAT_TOKENS  # <extra_id_0>, <extra_id_1>, <extra_id_2>
 ROLES = ("system", "user", "assistant")
+ROLE_NAMES = ("System", "User", "Assistant")  # the word after each marker in the template
+ROLE_HEADERS = tuple(f"{name}\n" for name in ROLE_NAMES)  # each a piece of its own in the template
 HELPSTEER_ATTRIBUTES = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
 MISSING_LABEL = -100.0
 
@@ -70,14 +72,15 @@ def template_pieces(messages: Sequence[Message], *, add_generation_prompt: bool 
     """The conversation as (piece, trained) pairs; a piece is a marker or plain text; joined, the template."""
     check_messages(messages)
     system, turns = _split_system(messages)
-    pieces: list[tuple[str, bool]] = [(SYSTEM, False), (f"System\n{system}\n", False)]
+    system_name, user_name, assistant_name = ROLE_NAMES
+    pieces: list[tuple[str, bool]] = [(SYSTEM, False), (f"{system_name}\n{system}\n", False)]
     for i, m in enumerate(turns):
         if m["role"] == "user":
-            pieces += [(TURN, False), (f"User\n{m['content']}\n", False)]
+            pieces += [(TURN, False), (f"{user_name}\n{m['content']}\n", False)]
         else:
-            pieces += [(TURN, False), ("Assistant\n", False), (f"{m['content']}\n", True), (TURN, True)]
+            pieces += [(TURN, False), (f"{assistant_name}\n", False), (f"{m['content']}\n", True), (TURN, True)]
     if add_generation_prompt:
-        pieces += [(TURN, False), ("Assistant\n", False)]
+        pieces += [(TURN, False), (f"{assistant_name}\n", False)]
     # the <extra_id_1> closing an assistant turn also opens the next turn: keep one marker, trained
     merged: list[tuple[str, bool]] = []
     for piece, trained in pieces:
@@ -253,6 +256,11 @@ def read_chat_jsonl(path: str | os.PathLike) -> list[list[Message]]:
             msgs = [{"role": "system", "content": rec["system"]}] + list(msgs)
         out.append([dict(role=m["role"], content=m["content"]) for m in msgs])
     return out
+
+
+def read_text_jsonl(path: str | os.PathLike) -> list[str]:
+    """Plain documents `{"text": ...}` (the pretraining corpus format), in file order."""
+    return [_text(rec, "text", where) for where, rec in _jsonl_records(path)]
 
 
 def read_preference_jsonl(path: str | os.PathLike, *, require_rewards: bool = False) -> list[PreferencePair]:
