@@ -92,7 +92,8 @@ def test_english_mix_quiz_is_task_balanced_and_chat_exchanges_ask_training_items
     per_task = collections.Counter(map(task_of, questions))
     # letter counts have ~6x more training items than sums, yet each task gets about a fifth of the lines
     assert all(0.14 < per_task[t] / len(questions) < 0.26 for t in T.LEARNABLE_TASKS), per_task
-    asked = {re.search(r"User\n(.*)\n", c).group(1) for c in chats}
+    asked = {q for c in chats for q in re.findall(r"User\n(.*)\n", c)}
+    assert sum(c.count("<extra_id_1>Assistant") for c in chats) >= 3 * len(chats)  # conversations, 3-6 exchanges
     held = {it.prompt for t in T.LEARNABLE_TASKS for it in tw.items(t, 60, split="heldout", unique=True)}
     assert asked and not asked & held
     with pytest.raises(ValueError, match="english mix"):
@@ -341,13 +342,20 @@ def test_build_toy_data_trains_a_tokenizer_that_round_trips(tmp_path):
     cfg = quick_config(pretrain_chars=30_000, tokenizer_chars=60_000, code_sft=5, general_sft=20,
                        preference_prompts=5, preference_pairs=5, helpsteer=5, helpsteer_val=5, eval_per_task=2,
                        eval_ifeval=3, eval_mc=3, eval_code=1, eval_rm_pairs=4)
-    m = build_toy_data(tmp_path, cfg, vocab_size=700)
+    m = build_toy_data(tmp_path, cfg, vocab_size=700, treat_whitespace_as_suffix=True)
     tok = tokenizer.Tokenizer.load(m["files"]["tokenizer_model"])
     assert tok.vocab_size == 700
     for rec in chat_lines(tmp_path / "data" / STAGE_FILES["sft_general"]):
         for msg in rec["messages"]:
             ids = tok.encode(msg["content"])
             assert tok.decode(ids) == msg["content"] and tok.unk_id not in ids
+    # role headers are one piece each; a word is the same pieces after a space as at the start of a reply
+    from nemotron_jax.data.chat import render_chat
+    pieces = tok.encode_pieces(render_chat([{"role": "user", "content": "Who is it?"},
+                                            {"role": "assistant", "content": "farmer"}]))
+    assert {"System\n", "User\n", "Assistant\n"} <= set(pieces), pieces
+    reply = pieces[pieces.index("Assistant\n") + 1:-2]
+    assert reply == tok.encode_pieces("The job is farmer.")[-len(reply) - 1:-1], (reply, pieces)
 
 
 def chat_lines(path):

@@ -7,7 +7,7 @@ English documents: biographies (all five facts of a person, several paraphrases 
 pages, practice sheets (sums, spelling, reversal, capitals, letter counts) that state the knowledge of *every* item,
 and quiz sheets: "Q: <task prompt> / A: <answer>" lines over the *training split* of the learnable tasks only (each
 line from a uniformly drawn task, so the many letter-count items do not crowd out the rest), so a held-out question
-never appears verbatim; optionally also chat-format exchanges over the same training items (the "small share of
+never appears verbatim; optionally also chat-format conversations (3-6 exchanges) over the same training items (the "small share of
 QA-style alignment examples" of continued pretraining). Stating all knowledge while asking about part of it is the
 mix that lets a model answer questions about the rest (knowledge extraction needs QA-format exposure during
 pretraining, and enough of it that the training questions themselves are learned). `ENGLISH_MIX` gives each kind's
@@ -48,8 +48,9 @@ def english_document(rng: random.Random, world: World, words: tuple[str, ...], q
     if kind == "chat_qa":
         from nemotron_jax.data.chat import render_chat
 
-        q, a = _balanced_draw(rng, quiz, 1)[0]
-        return render_chat([{"role": "user", "content": q}, {"role": "assistant", "content": a}])
+        turns = [{"role": role, "content": text} for pair in _balanced_draw(rng, quiz, rng.randint(3, 6))
+                 for role, text in zip(("user", "assistant"), pair)]
+        return render_chat(turns)
     return text.english_exercises(rng, words, rng.randint(4, 8))
 
 
