@@ -117,6 +117,29 @@ def test_seeded_sampling_is_reproducible_and_independent_of_batch_mates(sampler)
     assert big[0][0].token_ids != a[0][0].token_ids
 
 
+def test_row_keys_are_fold_in_of_the_64_bit_seed_and_need_no_eager_jax(monkeypatch):
+    """Each row's key is fold_in(key data (seed >> 32, seed & 0xFFFFFFFF), sample index), as the per-row eager
+    computation gave; the host part (`_row_arrays`) runs no JAX op (one eager dispatch cost ~0.2 ms a row)."""
+    from nemotron_jax.inference import sampler as S
+
+    seeds = [0, 7, 123 + 2 ** 40, -5, 2 ** 63 - 1, -(2 ** 63)]
+    rows = [S.Row([1, 2], SamplingParams(seed=sd), 0, j) for sd in seeds for j in (0, 1, 5)]
+
+    def no_eager(*a, **k):
+        raise AssertionError("_row_arrays dispatched a JAX op")
+
+    with monkeypatch.context() as m:
+        m.setattr(jax.random, "fold_in", no_eager)
+        m.setattr(jax.random, "wrap_key_data", no_eager)
+        arrays = S._row_arrays(rows, 32, CFG.eos_id)
+    got = np.asarray(jax.jit(S._row_keys)(arrays["seeds"], arrays["sample_index"]))
+    for i, r in enumerate(rows):
+        sd = r.params.seed & (2 ** 64 - 1)
+        base = jax.random.wrap_key_data(np.array([sd >> 32, sd & 0xFFFFFFFF], np.uint32))
+        want = np.asarray(jax.random.key_data(jax.random.fold_in(base, r.sample_index)))
+        np.testing.assert_array_equal(got[i], want)
+
+
 def _np_allowed(logits, temperature, top_k, top_p):
     """Independent numpy nucleus/top-k: the allowed token set, and its renormalised probabilities."""
     z = logits / temperature

@@ -219,6 +219,8 @@ def _prefill(params: Params, cfg: ModelConfig, prompts: Array, lengths: Array, r
     cache = init_cache(cfg, b, cache_len)
     logits, cache = forward_cached(params, prompts, cfg, cache, positions=positions,
                                    write_index=jnp.zeros((b,), jnp.int32), logits_index=jnp.maximum(lengths - 1, 0))
+    row = dict(row)
+    row["keys"] = _row_keys(row.pop("seeds"), row.pop("sample_index"))
     state = {**row, "cache": cache, "lengths": lengths,
              "tokens": jnp.zeros((b, budget), jnp.int32), "logps": jnp.zeros((b, budget), jnp.float32),
              "num": jnp.zeros((b,), jnp.int32), "last": jnp.zeros((b,), jnp.int32)}
@@ -324,17 +326,22 @@ class Row:
     sample_index: int = 0
 
 
-def _row_key(params: SamplingParams, sample_index: int) -> np.ndarray:
-    """Threefry key data of (seed, sample index); all 64 seed bits count (jax.random.key keeps only 32 here)."""
+def _row_seed(params: SamplingParams) -> tuple[int, int]:
+    """A row's seed as threefry key data (high, low 32 bits): all 64 seed bits count (jax.random.key keeps 32)."""
     seed = (params.seed if params.seed is not None else secrets.randbits(63)) & ((1 << 64) - 1)
-    base = jax.random.wrap_key_data(np.array([seed >> 32, seed & 0xFFFFFFFF], np.uint32))
-    return np.asarray(jax.random.key_data(jax.random.fold_in(base, sample_index)))
+    return seed >> 32, seed & 0xFFFFFFFF
+
+
+def _row_keys(seeds: Array, sample_index: Array) -> Array:
+    """Each row's key data: fold_in(seed key, sample index). Runs inside prefill, so admitting rows costs no eager
+    JAX dispatch per row (it cost ~0.2 ms a row on the engine thread)."""
+    return jax.random.key_data(jax.vmap(jax.random.fold_in)(jax.random.wrap_key_data(seeds), sample_index))
 
 
 def _row_arrays(rows: Sequence[Row], batch: int, eos_id: int) -> dict:
-    """Per-row sampling parameters as fixed-shape arrays; padding rows start done."""
+    """Per-row sampling parameters as fixed-shape arrays (numpy only); padding rows start done."""
     stop_ids = np.full((batch, MAX_STOP_IDS), -1, np.int32)
-    keys = np.zeros((batch, 2), np.uint32)
+    seeds, sample_index = np.zeros((batch, 2), np.uint32), np.zeros(batch, np.uint32)
     temperature, top_p = np.zeros(batch, np.float32), np.ones(batch, np.float32)
     top_k, max_new = np.zeros(batch, np.int32), np.ones(batch, np.int32)
     done = np.ones(batch, bool)
@@ -342,10 +349,10 @@ def _row_arrays(rows: Sequence[Row], batch: int, eos_id: int) -> dict:
         p = r.params
         ids = ([] if p.ignore_eos else [eos_id]) + list(p.stop_token_ids)
         stop_ids[i, :len(ids)] = ids
-        keys[i] = _row_key(p, r.sample_index)
+        seeds[i], sample_index[i] = _row_seed(p), r.sample_index
         temperature[i], top_k[i], top_p[i], max_new[i], done[i] = p.temperature, p.top_k, p.top_p, p.max_new_tokens, 0
-    return {"stop_ids": stop_ids, "keys": keys, "temperature": temperature, "top_k": top_k, "top_p": top_p,
-            "max_new": max_new, "done": done}
+    return {"stop_ids": stop_ids, "seeds": seeds, "sample_index": sample_index, "temperature": temperature,
+            "top_k": top_k, "top_p": top_p, "max_new": max_new, "done": done}
 
 
 def find_stop(text: str, stops: Sequence[str]) -> int:
