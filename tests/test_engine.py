@@ -71,3 +71,47 @@ def test_a_failing_request_does_not_take_the_engine_down(sampler):
         assert len(ok[0].token_ids) == 2
     finally:
         engine.close()
+
+
+def test_the_next_chunk_is_dispatched_before_the_last_chunks_deltas_are_delivered(sampler):
+    """The device decodes while the engine thread streams deltas and answers finished requests: every delivery
+    of a running request comes after the dispatch of the chunk that follows the one it reports."""
+    engine = BatchingEngine(sampler, max_rows=4, max_wait_ms=1.0)
+    decodes, seen = [0], []
+    orig = engine._batch.decode
+
+    def counting_decode():
+        decodes[0] += 1
+        orig()
+
+    engine._batch.decode = counting_decode
+    try:
+        sp = SamplingParams(max_new_tokens=7, temperature=0.0, ignore_eos=True)  # token 0 + 3 chunks of 2
+        got = engine.submit([Row([5, 6, 7], sp)], on_deltas=lambda ds: seen.append((decodes[0], ds[0].finished)))
+        got.result(60)
+    finally:
+        engine.close()
+    assert seen == [(1, None), (2, None), (3, None), (3, "length")]
+    assert got.result()[0].token_ids == _alone(sampler, [5, 6, 7], sp)[0].token_ids
+
+
+def test_finished_requests_are_answered_even_when_the_next_dispatch_fails(sampler):
+    """A request whose rows finished in the last chunk gets its result; the ones still running get the error."""
+    engine = BatchingEngine(sampler, max_rows=4, max_wait_ms=50.0)
+    orig, calls = engine._batch.decode, [0]
+
+    def failing_second_decode():
+        calls[0] += 1
+        if calls[0] == 2:
+            raise RuntimeError("device lost")
+        orig()
+
+    engine._batch.decode = failing_second_decode
+    try:
+        short = engine.submit([Row([5, 6], SamplingParams(max_new_tokens=3, temperature=0.0, ignore_eos=True))])
+        long = engine.submit([Row([7, 8], SamplingParams(max_new_tokens=9, temperature=0.0, ignore_eos=True))])
+        assert len(short.result(60)[0].token_ids) == 3
+        with pytest.raises(RuntimeError, match="device lost"):
+            long.result(60)
+    finally:
+        engine.close()

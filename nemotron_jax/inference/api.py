@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-from nemotron_jax.inference.engine import BatchingEngine
+from nemotron_jax.inference.engine import BatchingEngine, compile_count
 from nemotron_jax.inference.sampler import MAX_TOP_LOGPROBS, Completion, Delta, Row, SamplingParams
 
 # SPEC §5. The template closes a reply with "\n<extra_id_1>": the newline is the template's, not the reply's, so a
@@ -151,7 +151,7 @@ class InferenceService:
         if self.engine is not None:
             s = self.engine.stats
             out.update(batches=s.batches, rows=s.rows, max_rows_in_batch=s.max_rows_in_batch, chunks=s.chunks,
-                       chunk_rows=s.chunk_rows)
+                       chunk_rows=s.chunk_rows, compiles=compile_count())
         return out
 
     def completions(self, body: Any) -> dict | Iterator[dict]:

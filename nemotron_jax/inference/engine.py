@@ -5,9 +5,11 @@
             idle: block for a request, then collect more for up to max_wait_ms (or until max_rows rows)
             running: take whatever requests are queued now, as long as the batch stays within max_rows rows
             admit them (prefilled together, copied into free rows of the running batch)
-            sync: stream each chunk's deltas to the request that owns the row; a request whose rows have all
-                  finished gets its future resolved, and its rows' slots are free for the next arrivals
-            decode one chunk (up to `chunk` steps) for every live row
+            sync: bring the last chunk's tokens to the host; finished rows leave (their slots are free for the
+                  next arrivals)
+            decode: dispatch one chunk (up to `chunk` steps) for every live row
+            deliver, while the device decodes: stream the last chunk's deltas to the request that owns each row;
+                  a request whose rows have all finished gets its future resolved
 
 A request never waits for a whole batch to finish, and a finished row never idles in the batch. One device, one
 worker: other device work (reward scoring) goes through `run_exclusive`, run between chunks in arrival order.
@@ -21,6 +23,8 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
+
+import jax
 
 from nemotron_jax.inference.decode_batch import DecodeBatch
 from nemotron_jax.inference.sampler import Completion, Delta, Row, Sampler
@@ -53,6 +57,31 @@ class EngineStats:
     chunk_rows: int = 0  # live rows summed over decode chunks (/ chunks: the mean device batch)
 
 
+_compiles = [0]  # XLA compilations seen by the listener below
+_listening = threading.Lock()
+_listener_on = False
+
+
+def compile_count() -> int:
+    """XLA compilations in this process since the first BatchingEngine started (each new combination of batch
+    sizes compiles a join / grow / shrink program once; /health reports it so a benchmark can warm up fully)."""
+    return _compiles[0]
+
+
+def _count_compiles() -> None:
+    global _listener_on
+    with _listening:
+        if _listener_on:
+            return
+        _listener_on = True
+
+    def listener(event: str, _duration: float, **_kw: Any) -> None:
+        if event.endswith("backend_compile_duration"):
+            _compiles[0] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+
+
 class BatchingEngine:
     """Runs every request's rows in one continuously batched decode (at most `max_rows` live rows)."""
 
@@ -61,6 +90,7 @@ class BatchingEngine:
             raise ValueError(f"max_rows must be >= 1, got {max_rows}")
         self.sampler, self.max_rows, self.max_wait_s = sampler, max_rows, max_wait_ms / 1000.0
         self.stats = EngineStats()
+        _count_compiles()
         self._batch = DecodeBatch(sampler)
         self._queue: queue.Queue = queue.Queue()
         self._held: Optional[Any] = None  # a job taken from the queue that did not fit the running batch
@@ -163,8 +193,21 @@ class BatchingEngine:
         self.stats.rows += len(rows)
 
     def _step(self) -> None:
-        """Deliver what the last chunk produced, resolve finished requests, then decode the next chunk."""
+        """Sync the last chunk, dispatch the next one, then deliver what the last one produced (the device decodes
+        while this thread streams deltas, resolves finished requests and admits the next arrivals)."""
         deltas, finished = self._batch.sync()
+        try:
+            live = self._batch.active
+            if live:
+                self.stats.chunks += 1
+                self.stats.chunk_rows += live
+                self.stats.max_rows_in_batch = max(self.stats.max_rows_in_batch, live)
+                self._batch.decode()
+        finally:  # finished rows have left the batch: their requests are answered even if the dispatch failed
+            self._deliver(deltas, finished)
+
+    @staticmethod
+    def _deliver(deltas: list, finished: list) -> None:
         per_job: dict[int, tuple[_GenJob, list[Delta]]] = {}
         for (job, _), d in deltas:
             per_job.setdefault(id(job), (job, []))[1].append(d)
@@ -176,12 +219,6 @@ class BatchingEngine:
             job.pending -= 1
             if job.pending == 0:
                 job.future.set_result(job.results)
-        live = self._batch.active
-        if live:
-            self.stats.chunks += 1
-            self.stats.chunk_rows += live
-            self.stats.max_rows_in_batch = max(self.stats.max_rows_in_batch, live)
-            self._batch.decode()
 
     def _fail_all(self, e: BaseException) -> None:
         jobs = {id(slot.tag[0]): slot.tag[0] for slot in self._batch.slots if slot is not None}
