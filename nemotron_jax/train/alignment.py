@@ -157,7 +157,9 @@ def sft_examples(tok: Any, convs: Sequence[list[chat.Message]], *, append_eos: b
 
 def text_replay_examples(tok: Any, data: ChatData, n_convs: int, seed: int) -> list[dict]:
     """`text_replay_fraction * n_convs` documents of `text_replay_paths` as full-loss `[bos] + ids + [eos]`
-    examples (a seeded pick, without replacement while the files hold enough)."""
+    examples (a seeded pick, without replacement while the files hold enough). The files are read whole, like the
+    SFT files: point it at a sample of a large corpus, not the corpus. Documents longer than a row are cut (and
+    counted) by the packer."""
     n = int(round(data.text_replay_fraction * n_convs))
     if n == 0:
         return []

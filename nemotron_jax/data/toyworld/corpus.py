@@ -7,11 +7,11 @@ English documents: biographies (all five facts of a person, several paraphrases 
 pages, practice sheets (sums, spelling, reversal, capitals, letter counts) that state the knowledge of *every* item,
 and quiz sheets: "Q: <task prompt> / A: <answer>" lines over the *training split* of the learnable tasks only (each
 line from a uniformly drawn task, so the many letter-count items do not crowd out the rest), so a held-out question
-never appears verbatim; optionally also chat-format conversations (3-6 exchanges) over the same training items (the "small share of
-QA-style alignment examples" of continued pretraining). Stating all knowledge while asking about part of it is the
-mix that lets a model answer questions about the rest (knowledge extraction needs QA-format exposure during
-pretraining, and enough of it that the training questions themselves are learned). `ENGLISH_MIX` gives each kind's
-share of English documents.
+never appears verbatim; optionally also chat-format conversations (3-6 exchanges) over the same training items
+(the "small share of QA-style alignment examples" of continued pretraining). Stating all knowledge while asking
+about part of it is the mix that lets a model answer questions about the rest: the recipe's 2-layer base answers
+35-50% of held-out fact questions on quiz sheets, and with the conversations it meets the chat template before
+SFT. `ENGLISH_MIX` gives each kind's share of English documents.
 Lingo documents: biographies and sums in the invented language. Code documents: traced programs and small functions.
 """
 
