@@ -326,6 +326,25 @@ def test_pairing_within_equal_judge_fields() -> None:
         Pairs(same=["grade"]).process(item, ctx)
 
 
+def test_pairing_contrasts_instruction_verdicts() -> None:
+    """contrast=("followed",): chosen follows every instruction, rejected breaks one, whatever the score gap."""
+    ctx = ctx_with(reply(""))
+    item = scored([2.8, 2.7, 2.2, 3.0])  # the best score follows one of two; a verbose reply outscores the last
+    for r, fol in zip(item["responses"], [[True, True], [True, False], [False, False], [True, False]]):
+        r.update(correct=False, followed=fol)
+    assert [(p["chosen"], p["rejected"]) for p in Pairs(same=["correct"]).process(item, ctx)] == [("r3", "r2")]
+    pairs = Pairs(same=["correct"], contrast=["followed"]).process(item, ctx)
+    assert [(p["chosen"], p["rejected"]) for p in pairs] == [("r0", "r2")]
+    allp = Pairs(strategy="all_pairs", contrast=["followed"]).process(item, ctx)
+    assert [(p["chosen"], p["rejected"]) for p in allp] == [("r0", "r2"), ("r0", "r1")]  # r3 scores more: no pair
+    none = scored([1.0, 0.5])
+    for r in none["responses"]:
+        r.update(followed=[])  # no instructions: nothing to contrast
+    assert Pairs(contrast=["followed"]).process(none, ctx) == []
+    with pytest.raises(ValueError, match="contrast names"):
+        Pairs(contrast=["grade"]).process(item, ctx)
+
+
 def test_reward_and_length_filters() -> None:
     ctx = ctx_with(reply(""))
     rows = [{"id": str(i), "chosen_reward": r, "prompt": "w " * n} for i, (r, n) in enumerate([(1.0, 3), (3.0, 8)])]

@@ -22,10 +22,18 @@ def _pair_record(item: Item, a: dict, b: dict) -> dict:
             "rejected_model": b.get("model"), "judge": item.get("judge")}
 
 
-def candidate_pairs(item: Item, margin: float, strategy: str, same: Sequence[str] = ()) -> list[tuple[int, int]]:
+def _passes(value: object) -> bool:
+    """A judge verdict field passes when it is true, or (a list of verdicts) when every entry is true."""
+    return all(value) if isinstance(value, (list, tuple)) else bool(value)
+
+
+def candidate_pairs(item: Item, margin: float, strategy: str, same: Sequence[str] = (),
+                    contrast: Sequence[str] = ()) -> list[tuple[int, int]]:
     """(chosen, rejected) response indices whose score gap is > 0 and >= margin, and (with `same`) whose
     responses agree on those judge fields: same=("correct",) pairs right with right and wrong with wrong, so the
-    preference is about the rest (instructions, length), not the answer.
+    preference is about the rest (instructions, length), not the answer. With `contrast`, the chosen response
+    passes those judge fields (every entry of a list) and the rejected one fails at least one: contrast=("followed",)
+    makes a pair say "this reply follows every instruction, that one breaks one", not "this one is shorter".
 
     best_vs_worst: at most one pair, the top- vs the bottom-scored response (first index breaks ties).
     all_pairs: every ordered pair over the gap, largest gap first.
@@ -36,7 +44,8 @@ def candidate_pairs(item: Item, margin: float, strategy: str, same: Sequence[str
     allowed = {tuple(p) for p in item["consistent_pairs"]} if "consistent_pairs" in item else None
     pairs = [(i, j) for i, j in itertools.permutations(range(len(scores)), 2)
              if scores[i] - scores[j] > 0 and scores[i] - scores[j] >= margin
-             and (allowed is None or (i, j) in allowed) and all(rs[i].get(f) == rs[j].get(f) for f in same)]
+             and (allowed is None or (i, j) in allowed) and all(rs[i].get(f) == rs[j].get(f) for f in same)
+             and all(_passes(rs[i][f]) and not _passes(rs[j][f]) for f in contrast)]
     pairs.sort(key=lambda p: (-(scores[p[0]] - scores[p[1]]), p))
     if strategy == "best_vs_worst":
         return pairs[:1]
@@ -53,6 +62,7 @@ class Pairs(Stage):
     margin: float = 0.0
     max_pairs: Optional[int] = None
     same: tuple = ()  # judge fields both responses must share (see candidate_pairs)
+    contrast: tuple = ()  # judge fields the chosen response passes and the rejected one fails (see candidate_pairs)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -62,11 +72,13 @@ class Pairs(Stage):
     def process(self, item: Item, ctx: Context) -> list[Item]:
         if not item.get("responses") or "score" not in item["responses"][0]:
             raise ValueError(f"item {item['id']}: pairs needs judged responses; put a judge_* stage before it")
-        missing = [f for f in self.same if f not in item["responses"][0]]
-        if missing:
-            raise ValueError(f"item {item['id']}: pairs.same names {missing}, which its judge did not record; "
-                             f"fields present: {sorted(item['responses'][0])}")
-        pairs = candidate_pairs(item, self.margin, self.strategy, tuple(self.same))[: self.max_pairs]
+        for option in ("same", "contrast"):
+            missing = [f for f in getattr(self, option) if f not in item["responses"][0]]
+            if missing:
+                raise ValueError(f"item {item['id']}: pairs.{option} names {missing}, which its judge did not "
+                                 f"record; fields present: {sorted(item['responses'][0])}")
+        pairs = candidate_pairs(item, self.margin, self.strategy, tuple(self.same),
+                                tuple(self.contrast))[: self.max_pairs]
         rs = item["responses"]
         base = {"task": item.get("task")}
         return [_record(item, j, self.name, {**base, **_pair_record(item, rs[a], rs[b])})
