@@ -404,7 +404,7 @@ class TextData:
         _require(self.packing in ("concat", "first_fit"), f"packing must be concat|first_fit, got {self.packing!r}")
         _require(self.on_bad_record in ("skip", "raise"),
                  f"on_bad_record must be 'skip' or 'raise', got {self.on_bad_record!r}")
-        _require(self.num_epochs is None or self.num_epochs >= 1, f"num_epochs must be None or >= 1")
+        _require(self.num_epochs is None or self.num_epochs >= 1, "num_epochs must be None or >= 1")
         for f in ("packing_bins",):
             _require(getattr(self, f) >= 1, f"TextData.{f} must be >= 1")
         for f in ("worker_count", "read_threads", "prefetch_batches"):
@@ -471,6 +471,9 @@ class PreferenceData:
 
     Each pair becomes two unpacked rows (chosen_*, rejected_* keys). `reward_model`: a reward-model checkpoint that
     scores pairs lacking rewards when the dataset is built (RPO); rows longer than seq_len are dropped and counted.
+    `text_replay_paths` / `text_replay_weight`: every pair row comes with one row packed from these plain
+    `{"text"}` documents (read whole, cycled in seeded epochs), whose per-token next-token NLL joins the loss at that
+    weight per pair: pretraining replay against forgetting, as ChatData.text_replay_* does for SFT.
     """
 
     paths: tuple[str, ...]
@@ -478,10 +481,16 @@ class PreferenceData:
     reward_model: Optional[str] = None
     reward_weights: Optional[tuple[float, ...]] = None  # None: the 340B aggregation (SPEC §3)
     shuffle: bool = True
+    text_replay_paths: tuple[str, ...] = ()
+    text_replay_weight: float = 0.0
 
     def __post_init__(self) -> None:
         _require(isinstance(self.paths, tuple) and len(self.paths) > 0,
                  "PreferenceData.paths must be a non-empty tuple of JSONL paths")
+        _require(self.text_replay_weight >= 0, f"text_replay_weight must be >= 0, got {self.text_replay_weight}")
+        _require(not self.text_replay_weight or self.text_replay_paths,
+                 f"PreferenceData.text_replay_weight={self.text_replay_weight} needs text_replay_paths (JSONL files "
+                 f'of {{"text": ...}} documents)')
 
 
 @dataclass(frozen=True)

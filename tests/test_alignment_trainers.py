@@ -1,5 +1,6 @@
 """Alignment trainers through the one loop: SFT, DPO, RPO (+ iterations), reward regression and Bradley-Terry."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -140,6 +141,53 @@ def test_cached_reference_equals_on_the_fly(files, tmp_path, monkeypatch):
     again = A.cached_reference_logps(ref, MODEL, table, tmp_path / "run" / "reference_logps", seq_len=SEQ,
                                      pad_id=tok.pad_id)
     np.testing.assert_array_equal(again, np.load(cache_files[0]))
+
+
+def test_preference_text_replay_rows_and_loss(files, tmp_path):
+    """text_replay_weight: one packed document row per pair row; the loss gains weight x its per-token NLL."""
+    docs = [f"the {w} is near the {v}" for w, v in zip(WORDS, WORDS[1:])]
+    corpus = _jsonl(tmp_path / "corpus.jsonl", [{"text": d, "source": "english"} for d in docs])
+    w = 0.7
+    data = C.PreferenceData(paths=(files["pairs"],), tokenizer=files["tok"], shuffle=False,
+                            text_replay_paths=(corpus,), text_replay_weight=w)
+    task = make_task(_exp(tmp_path / "replay", data, C.DPO(beta=0.5, sft_weight=0.1), steps=1, lr=0.0))
+    plain = make_task(_exp(tmp_path / "plain", dataclasses.replace(data, text_replay_weight=0.0),
+                           C.DPO(beta=0.5, sft_weight=0.1), steps=1, lr=0.0))
+    it = task.data_iterator(rows=4)
+    batch = next(it)
+    assert batch["text_inputs"].shape == batch["chosen_inputs"].shape  # one text row per pair row
+    tok = Tokenizer.load(files["tok"])
+    trained = batch["text_loss_mask"] > 0
+    assert (trained == (batch["text_segment_ids"] > 0)).all()  # full loss on every document token
+    text = " ".join(tok.decode(r[m].tolist()) for r, m in zip(batch["text_targets"], trained))
+    assert sum(d in text for d in docs) >= 4  # packed whole documents
+    # resume: the text stream's position is part of the iterator state
+    state = it.get_state()
+    want = next(it)
+    again = task.data_iterator(rows=4)
+    again.set_state(state)
+    got = next(again)
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+    # the loss: plain DPO + SFT terms, plus w x the mean NLL of each text row (computed here from the logits)
+    params = jax.tree.map(lambda x: x * 1.05, A.reference_params(_exp(tmp_path, data, C.DPO(), steps=1, lr=0.0)))
+    logits = M_forward(params, batch["text_inputs"], batch["text_positions"], batch["text_segment_ids"])
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    tok_logp = np.take_along_axis(np.asarray(logp), batch["text_targets"][..., None], axis=-1)[..., 0]
+    mask = batch["text_loss_mask"].astype(np.float32)
+    row_nll = -(tok_logp * mask).sum(-1) / mask.sum(-1)
+    base_batch = {k: v for k, v in batch.items() if not k.startswith("text_")}
+    (total, aux), (base, _) = task.loss_fn(params, batch), plain.loss_fn(params, base_batch)
+    assert float(total) - float(base) == pytest.approx(w * float(row_nll.sum()), rel=1e-4)
+    assert float(aux["pref/text_nll"]) == pytest.approx(float(row_nll.sum()), rel=1e-4)
+    with pytest.raises(C.ConfigError, match="needs text_replay_paths"):
+        C.PreferenceData(paths=(files["pairs"],), tokenizer=files["tok"], text_replay_weight=0.5)
+
+
+def M_forward(params, inputs, positions, segment_ids):
+    from nemotron_jax.model.transformer import forward
+    return forward(params, jnp.asarray(inputs), MODEL, positions=jnp.asarray(positions),
+                   segment_ids=jnp.asarray(segment_ids))
 
 
 def test_dpo_starts_at_log2_and_lowers_loss(files, tmp_path):

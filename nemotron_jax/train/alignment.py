@@ -286,9 +286,19 @@ def pair_logps(params: Params, batch: Batch, forward: Forward) -> tuple[jax.Arra
     return logps.reshape(2, b), jnp.sum(mask, axis=-1).reshape(2, b)
 
 
+def text_row_nll(params: Params, batch: Batch, forward: Forward) -> jax.Array:
+    """Per-row mean next-token NLL of the batch's `text_*` rows: [B]."""
+    logits = forward(params, batch["text_inputs"], positions=batch["text_positions"],
+                     segment_ids=batch["text_segment_ids"])
+    mask = batch["text_loss_mask"].astype(jnp.float32)
+    nll = -jnp.sum(token_logps(logits, batch["text_targets"]) * mask, axis=-1)
+    return nll / jnp.maximum(jnp.sum(mask, axis=-1), 1.0)
+
+
 def preference_loss_fn(cfg: ModelConfig, loss: DPO, ref_params: Optional[Params] = None,
-                       forward: Optional[Forward] = None) -> Callable:
-    """loss_fn(params, batch) for DPO/RPO: Σ_pairs [preference loss + sft_weight · (−log π(y_c))], count = pairs.
+                       forward: Optional[Forward] = None, *, text_replay_weight: float = 0.0) -> Callable:
+    """loss_fn(params, batch) for DPO/RPO: Σ_pairs [preference loss + sft_weight · (−log π(y_c))
+    + text_replay_weight · (per-token NLL of the pair's text row)], count = pairs.
 
     `forward` defaults to the plain model; pipelined layouts pass `train.tasks.model_forward(exp)`.
     """
@@ -311,6 +321,10 @@ def preference_loss_fn(cfg: ModelConfig, loss: DPO, ref_params: Optional[Params]
         total = jnp.sum(per_pair + loss.sft_weight * sft)
         aux = {"count": jnp.asarray(per_pair.shape[0], jnp.float32), "pref/loss": jnp.sum(per_pair),
                "pref/sft_nll": jnp.sum(sft), **preference_metrics(lc, lr, pc, pr, beta=loss.beta)}
+        if text_replay_weight:
+            text = text_row_nll(params, batch, forward)
+            total = total + text_replay_weight * jnp.sum(text)
+            aux["pref/text_nll"] = jnp.sum(text)
         return total, aux
 
     return loss_fn
@@ -431,6 +445,44 @@ def _pair_iterator(table: PairTable, exp: Experiment, pad_id: int, extra: Option
     return lambda **kw: ExampleIterator(len(table), make_batch, seed=exp.seed, shuffle=exp.data.shuffle, **kw)
 
 
+class WithTextRows:
+    """A pair iterator whose every batch also carries as many `text_*` LM rows (packed replay documents)."""
+
+    def __init__(self, pairs: Any, text: PackedChatIterator) -> None:
+        self.pairs, self.text = pairs, text
+
+    def __iter__(self) -> "WithTextRows":
+        return self
+
+    def __next__(self) -> Batch:
+        return {**next(self.pairs), **{"text_" + k: v for k, v in next(self.text).items()}}
+
+    def get_state(self) -> dict:
+        return {"pairs": self.pairs.get_state(), "text": self.text.get_state()}
+
+    def set_state(self, state: dict) -> None:
+        self.pairs.set_state(state["pairs"])
+        self.text.set_state(state["text"])
+
+
+def _with_text_replay(make_pairs: Callable[..., Any], data: PreferenceData, tok: Any, *, seq_len: int,
+                      seed: int) -> Callable[..., Any]:
+    """`make_pairs`, plus one packed row of `data.text_replay_paths` documents per pair row when replay is on."""
+    if not data.text_replay_weight:
+        return make_pairs
+    docs = [d for p in data.text_replay_paths for d in chat.read_text_jsonl(p)]
+    if not docs:
+        raise ConfigError(f"PreferenceData.text_replay_paths {data.text_replay_paths} hold no documents")
+    examples = [lm_example(tok.encode(d, bos=True, eos=True)) for d in docs]
+
+    def make(*, rows: int, process_index: int = 0, process_count: int = 1) -> WithTextRows:
+        text = PackedChatIterator(examples, seq_len=seq_len, rows=rows, seed=seed + 1, shuffle=True, bins=8,
+                                  pad_id=tok.pad_id, process_index=process_index, process_count=process_count)
+        return WithTextRows(make_pairs(rows=rows, process_index=process_index, process_count=process_count), text)
+
+    return make
+
+
 @register_task(DPO)
 @register_task(RPO)
 def preference_task(exp: Experiment) -> Task:
@@ -450,8 +502,10 @@ def preference_task(exp: Experiment) -> Task:
         logps = cached_reference_logps(ref, exp.model, table, cache, seq_len=exp.batch.seq_len, pad_id=tok.pad_id)
         extra, loss_ref = {"chosen_ref_logps": logps[:, 0], "rejected_ref_logps": logps[:, 1]}, None
     return Task(init_params=lambda rng: M.init_params(exp.model, rng),
-                loss_fn=preference_loss_fn(exp.model, loss, loss_ref, model_forward(exp)),
-                data_iterator=_pair_iterator(table, exp, tok.pad_id, extra))
+                loss_fn=preference_loss_fn(exp.model, loss, loss_ref, model_forward(exp),
+                                           text_replay_weight=exp.data.text_replay_weight),
+                data_iterator=_with_text_replay(_pair_iterator(table, exp, tok.pad_id, extra), exp.data, tok,
+                                                seq_len=exp.batch.seq_len, seed=exp.seed))
 
 
 def run_rpo(exp: Experiment, **run_kw: Any) -> list[Any]:
