@@ -4,13 +4,15 @@
 
 Starts `nemotron-jax serve --preset P --random-init` on a free loopback port in a subprocess, then for each
 concurrency level c runs c clients (threads, spread over --client-procs load-generator processes), each sending
-`--rounds` completion requests back to back (seeded sampling, eos ignored so every request makes exactly
---max-tokens tokens). A warm-up pass at each level compiles the batch shapes first (one request per batch bucket,
-then at least --warmup-runs unmeasured runs of the level itself, more until two in a row compile nothing: they
+completion requests back to back (seeded sampling, eos ignored so every request makes exactly --max-tokens tokens).
+A warm-up pass at each level compiles the batch shapes first (one request per batch bucket, then at least
+--warmup-runs unmeasured runs of --rounds requests per client, more until two in a row compile nothing: they
 compile the join / grow / shrink programs its request mix meets, each new combination of batch sizes once,
-0.1-0.3 s on toy-tiny). Prints requests/s, tokens/s, p50/p95 latency, the mean number of live rows per decode
-chunk, the CPU (in cores) the server and the load generator used, and the compiles during the measured run (0: a
-measured run that compiled is rerun, up to --max-extra-warmup times; a compile would dominate it).
+0.1-0.3 s on toy-tiny). Then --repeats measured runs, each with enough requests per client to last about
+--min-seconds at the warm-up's rate (4 requests from one client last ~40 ms on toy-tiny: too short to measure).
+Prints the median run's requests/s, tokens/s, p50/p95 latency, mean number of live rows per decode chunk, the CPU
+(in cores) the server and the load generator used, and the compiles during it (0: a measured run that compiled is
+rerun, up to --max-extra-warmup times; a compile would dominate it), and the spread of the runs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import multiprocessing as mp
 import os
 import statistics
@@ -110,14 +113,27 @@ def run_level(port: int, clients: int, rounds: int, max_tokens: int, procs: int 
             "client_cpu_max": max(r["cpu_s"] for r in results) / wall, "server_cpu": server_cpu / wall}
 
 
+def measured_run(port: int, c: int, rounds: int, args: argparse.Namespace) -> dict:
+    """One measured run; a run that still compiled counts as warm-up and is run again (a compile dominates it)."""
+    for _ in range(1 + args.max_extra_warmup):
+        r = run_level(port, c, rounds, args.max_tokens, args.client_procs, args.server_pid)
+        if r["compiles"] == 0:
+            break
+    return r
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", default="bench-cpu")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
-    ap.add_argument("--rounds", type=int, default=4, help="requests per client per level")
+    ap.add_argument("--rounds", type=int, default=4, help="requests per client per level (at least)")
+    ap.add_argument("--min-seconds", type=float, default=1.5,
+                    help="each measured run sends enough rounds to last about this long (at the warm-up's rate)")
+    ap.add_argument("--repeats", type=int, default=3, help="measured runs per level; the median one is reported")
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--warmup-runs", type=int, default=3, help="unmeasured runs of each level first")
     ap.add_argument("--batch-wait-ms", type=float, default=5.0)
+    ap.add_argument("--decode-chunk", type=int, default=None, help="the server's --decode-chunk (default: its own)")
     ap.add_argument("--max-extra-warmup", type=int, default=20,
                     help="more unmeasured runs, until two in a row compile nothing (/health counts compiles)")
     ap.add_argument("--client-procs", type=int, default=1,
@@ -126,8 +142,10 @@ def main() -> None:
 
     cmd = [sys.executable, "-m", "nemotron_jax.cli", "serve", "--preset", args.preset, "--random-init", "--port", "0",
            "--max-batch", str(max(args.concurrency)), "--batch-wait-ms", str(args.batch_wait_ms)]
+    cmd += ["--decode-chunk", str(args.decode_chunk)] if args.decode_chunk else []
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    args.server_pid = proc.pid
     try:
         line = proc.stdout.readline()
         while line and not line.startswith("READY"):
@@ -148,16 +166,17 @@ def main() -> None:
                 clean = clean + 1 if w["compiles"] == 0 else 0
                 if i + 1 >= args.warmup_runs and clean >= 2:
                     break
-            for _ in range(1 + args.max_extra_warmup):  # a measured run that still compiled counts as warm-up
-                r = run_level(port, c, args.rounds, args.max_tokens, args.client_procs, proc.pid)
-                if r["compiles"] == 0:
-                    break
+            # a 1-client run of 4 requests lasts ~40 ms on toy-tiny: size the runs by time, report the median
+            rounds = max(args.rounds, math.ceil(args.min_seconds * w["requests_s"] / c))
+            runs = [measured_run(port, c, rounds, args) for _ in range(args.repeats)]
+            r = sorted(runs, key=lambda x: x["requests_s"])[len(runs) // 2]
+            spread = f"runs {min(x['requests_s'] for x in runs):.1f}-{max(x['requests_s'] for x in runs):.1f}"
             base = base or r["requests_s"]
             print(f"{c:3d} clients: {r['requests_s']:7.2f} req/s ({r['requests_s'] / base:5.1f}x of 1 client), "
                   f"{r['tokens_s']:8.1f} tok/s, latency p50 {r['p50_s'] * 1e3:7.0f} ms p95 {r['p95_s'] * 1e3:7.0f} ms, "
                   f"{r['rows_per_chunk']:.1f} rows/decode chunk; CPU (cores): server {r['server_cpu']:.2f}, "
                   f"clients {r['client_cpu']:.2f} (busiest process {r['client_cpu_max']:.2f}); "
-                  f"{r['compiles']} compiles", flush=True)
+                  f"{r['compiles']} compiles; {c * rounds} requests a run, {spread} req/s", flush=True)
     finally:
         proc.terminate()
         proc.wait(60)
