@@ -99,3 +99,30 @@ def test_sdg_chosen_reward_floor_separates_right_from_wrong_answers(tmp_path):
             assert (score >= floor) == a.correct, (kind, r.text, score)
             seen.add(a.correct)
     assert seen == {True, False}
+
+
+def test_round1_instruction_pairs_contrast_the_instructions_at_equal_correctness(tmp_path):
+    """The recipe's extra round-1 pairs: chosen follows every instruction, rejected breaks one, same correctness."""
+    from nemotron_jax.recipe.weak_to_strong import Recipe, RecipeConfig, _instruction_pairs
+
+    def item(i, ids, responses):
+        return {"id": f"p{i}", "messages": [{"role": "user", "content": f"question {i}"}], "task": "t",
+                "instruction_ids": ids, "instruction_kwargs": [{}] * len(ids), "answer": "a", "judge": "judge_toyworld",
+                "responses": [{"model": m, "text": t, "score": s, "correct": c, "followed": f, "coherent": True}
+                              for m, t, s, c, f in responses]}
+
+    judged = tmp_path / "judged.jsonl"
+    rows = [item(0, ["a", "b"], [("policy", "right, both kept", 5.7, True, [True, True]),
+                                 ("generator", "wrong, both kept", 2.8, False, [True, True]),
+                                 ("policy", "wrong, one broken", 2.5, False, [True, False]),
+                                 ("generator", "right, one broken", 5.2, True, [False, True])]),
+            item(1, [], [("policy", "right", 5.7, True, []), ("generator", "wrong", 1.8, False, [])]),
+            item(2, ["a"], [("policy", "wrong, kept", 2.8, False, [True]), ("policy", "right, broken", 4.0, True,
+                                                                            [False])])]
+    judged.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = Recipe(RecipeConfig().replace(out_dir=str(tmp_path / "run")), log=lambda *a: None)
+    pairs = _instruction_pairs(r, "sdg_round1", str(judged))
+    # p0: the widest gap among same-correctness contrasts (right-kept vs right-broken 0.5; wrong-kept vs
+    # wrong-broken 0.3); p1 has no instructions; p2's only follower is wrong and its breaker right: no pair
+    assert [(p["id"].split(".")[0], p["chosen"], p["rejected"]) for p in pairs] == \
+        [("p0", "right, both kept", "right, one broken")]

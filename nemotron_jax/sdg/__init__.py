@@ -13,7 +13,7 @@ Modules:
                   writing_tasks, closed_qa, keywords, classify, problems, instructions, two_turn, dialogue,
                   to_prompt) and responses
     judges        judge_ground_truth, judge_verifier, judge_llm (both orders), judge_rm, judge_toyworld, rm_score
-    preference    pairs (best_vs_worst | all_pairs, margin), best_response (SFT rows)
+    preference    pairs (best_vs_worst | all_pairs, margin, same / contrast judge fields), best_response (SFT rows)
     filters       filter_reward, filter_length, dedup (exact + MinHash/LSH near duplicates), select_split
     runner        PipelineConfig, run_pipeline, merge_shards, cli_main
     fake          fake_llm: a deterministic stand-in model for dry runs
