@@ -155,6 +155,14 @@ def sft_examples(tok: Any, convs: Sequence[list[chat.Message]], *, append_eos: b
     return [lm_example(*chat.encode_chat(tok, c, append_eos=append_eos)) for c in convs]
 
 
+def replay_documents(data: ChatData | PreferenceData) -> list[str]:
+    """Every document of `data.text_replay_paths` (plain `{"text"}` JSONL, read whole); none is a config error."""
+    docs = [d for p in data.text_replay_paths for d in chat.read_text_jsonl(p)]
+    if not docs:
+        raise ConfigError(f"{type(data).__name__}.text_replay_paths {data.text_replay_paths} hold no documents")
+    return docs
+
+
 def text_replay_examples(tok: Any, data: ChatData, n_convs: int, seed: int) -> list[dict]:
     """`text_replay_fraction * n_convs` documents of `text_replay_paths` as full-loss `[bos] + ids + [eos]`
     examples (a seeded pick, without replacement while the files hold enough). The files are read whole, like the
@@ -163,9 +171,7 @@ def text_replay_examples(tok: Any, data: ChatData, n_convs: int, seed: int) -> l
     n = int(round(data.text_replay_fraction * n_convs))
     if n == 0:
         return []
-    docs = [d for p in data.text_replay_paths for d in chat.read_text_jsonl(p)]
-    if not docs:
-        raise ConfigError(f"ChatData.text_replay_paths {data.text_replay_paths} hold no documents")
+    docs = replay_documents(data)
     picked = np.random.default_rng([seed, 11]).choice(len(docs), size=n, replace=n > len(docs))
     return [lm_example(tok.encode(docs[i], bos=True, eos=True)) for i in picked]
 
@@ -470,9 +476,7 @@ def _with_text_replay(make_pairs: Callable[..., Any], data: PreferenceData, tok:
     """`make_pairs`, plus one packed row of `data.text_replay_paths` documents per pair row when replay is on."""
     if not data.text_replay_weight:
         return make_pairs
-    docs = [d for p in data.text_replay_paths for d in chat.read_text_jsonl(p)]
-    if not docs:
-        raise ConfigError(f"PreferenceData.text_replay_paths {data.text_replay_paths} hold no documents")
+    docs = replay_documents(data)
     examples = [lm_example(tok.encode(d, bos=True, eos=True)) for d in docs]
 
     def make(*, rows: int, process_index: int = 0, process_count: int = 1) -> WithTextRows:
