@@ -8,7 +8,11 @@ script checks that the outputs match token for token and prints tokens/s: after 
 time excluded, reported separately) the two alternate for --repeats timed runs, so load from other processes on a
 shared machine hits both alike; figures are medians, and the speed-up is the median of the per-pair ratios. Without
 torch/transformers it reports the JAX figures alone. On a GPU machine it benchmarks whatever `jax.devices()[0]` is
-(HF stays on CPU unless --hf-gpu).
+(HF stays on CPU unless --hf-gpu). On a GPU, fp32 matmuls default to TF32 in XLA but not in torch: pass
+--matmul-precision highest for a token-for-token comparison in fp32; in bf16 both run bf16 and rows may part ways.
+
+    python benchmarks/generate.py --hf-gpu --matmul-precision highest --batches 1 8 64                 # GPU parity
+    python benchmarks/generate.py --preset nemotron-1b --dtype bfloat16 --hf-gpu --batches 1 8 64       # GPU speed
 """
 
 from __future__ import annotations
@@ -33,15 +37,16 @@ def run_jax(sampler: Sampler, prompts: np.ndarray, new: int) -> tuple[float, np.
     return time.perf_counter() - t0, np.array([r[0].token_ids for r in out])
 
 
-def hf_model(params, cfg, device: str):
+def hf_model(params, cfg, device: str, dtype: str):
     import torch
     from transformers import NemotronConfig, NemotronForCausalLM
 
     from nemotron_jax.checkpoint.hf import config_to_hf, params_to_hf
 
     hf_cfg = NemotronConfig(**{k: v for k, v in config_to_hf(cfg).items() if k != "architectures"})
-    model = NemotronForCausalLM._from_config(hf_cfg, attn_implementation="sdpa", dtype=torch.float32)
-    state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in params_to_hf(params, cfg).items()}
+    model = NemotronForCausalLM._from_config(hf_cfg, attn_implementation="sdpa", dtype=getattr(torch, dtype))
+    state = {k: torch.from_numpy(np.ascontiguousarray(v)).to(getattr(torch, dtype))
+             for k, v in params_to_hf(params, cfg).items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if [m for m in missing if "rotary" not in m] or unexpected:
         raise RuntimeError(f"HF weight mismatch: missing {missing}, unexpected {unexpected}")
@@ -57,8 +62,8 @@ def run_hf(model, prompts: np.ndarray, new: int, device: str) -> tuple[float, np
               pad_token_id=0, attention_mask=torch.ones_like(ids))
     with torch.inference_mode():
         t0 = time.perf_counter()
-        out = model.generate(ids, **kw)
-        return time.perf_counter() - t0, out[:, prompts.shape[1]:].cpu().numpy()
+        out = model.generate(ids, **kw)[:, prompts.shape[1]:].cpu().numpy()  # .cpu() waits for the device
+        return time.perf_counter() - t0, out
 
 
 def main() -> None:
@@ -73,7 +78,10 @@ def main() -> None:
     ap.add_argument("--no-hf", action="store_true")
     ap.add_argument("--hf-gpu", action="store_true")
     ap.add_argument("--hf-threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    ap.add_argument("--matmul-precision", default=None, help="jax_default_matmul_precision (GPU fp32: highest)")
     args = ap.parse_args()
+    if args.matmul_precision:
+        jax.config.update("jax_default_matmul_precision", args.matmul_precision)
 
     overrides = {"dtype": args.dtype} if args.dtype else {}
     cfg = C.model_preset(args.preset, **overrides)
@@ -88,10 +96,12 @@ def main() -> None:
 
             if args.hf_threads:
                 torch.set_num_threads(args.hf_threads)
-            model = hf_model(params, cfg, device)
-            print(f"HF: torch {torch.__version__}, {torch.get_num_threads()} threads, sdpa, use_cache")
-        except ImportError as e:
-            print(f"HF comparison skipped ({e})")
+            model = hf_model(params, cfg, device, cfg.dtype)
+            print(f"HF: torch {torch.__version__} on {device} ({cfg.dtype}), {torch.get_num_threads()} threads, sdpa, "
+                  f"use_cache")
+        except (ImportError, RuntimeError, AssertionError) as e:  # no torch, or a torch without this device
+            model = None
+            print(f"HF comparison skipped ({type(e).__name__}: {e})")
     rng = np.random.default_rng(0)
     for b in args.batches:
         prompts = rng.integers(10, cfg.vocab_size, (b, args.prompt_len), dtype=np.int64).astype(np.int32)

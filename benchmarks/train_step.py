@@ -2,7 +2,8 @@
 
     python benchmarks/train_step.py                       # CPU: bench-cpu shape, seq 512, batch 8, fp32
     python benchmarks/train_step.py --variants default,onednn --steps 5
-    python benchmarks/train_step.py --preset nemotron-1b --dtype bfloat16 --seq 2048 --batch 8 --no-torch  # GPU
+    python benchmarks/train_step.py --preset nemotron-1b --dtype bfloat16 --seq 2048 --batch 4 --no-torch \
+        --variants fused,cudnn                                                                  # GPU (MFU)
 
 Each variant runs in its own subprocess (XLA flags are read once, at backend start). Torch runs HF
 `NemotronForCausalLM` on the same config and weights (eager and sdpa attention) when torch + transformers are
@@ -32,6 +33,10 @@ VARIANTS = {
     "unrolled_bf16": ("", {"scan_layers": False, "dtype": "bfloat16"}),
     "unrolled_bf16_fast": ("--xla_cpu_enable_fast_math=true", {"scan_layers": False, "dtype": "bfloat16"}),
     "unrolled_bf16_thunkless": ("--xla_cpu_use_thunk_runtime=false", {"scan_layers": False, "dtype": "bfloat16"}),
+    # attention cores (GPU): our einsum reference, jax.nn.dot_product_attention (XLA), and its cuDNN flash kernel
+    "xla_attn": ("", {"attention_impl": "xla"}),
+    "fused": ("", {"attention_impl": "fused"}),
+    "cudnn": ("", {"attention_impl": "cudnn"}),
 }
 
 
@@ -147,21 +152,31 @@ def torch_worker(args: argparse.Namespace) -> dict:
 
 
 def matmul_worker(args: argparse.Namespace) -> dict:
-    """fp32 matmul GFLOP/s of this machine through XLA and (if installed) torch: the ceiling we compare with."""
+    """Matmul GFLOP/s of this machine through XLA and (if installed) torch: the ceiling we compare with. On a CPU
+    fp32 at 2048; on a GPU the run's dtype at 8192 (bf16 there is what the tensor cores are rated for)."""
     import jax
     import jax.numpy as jnp
 
-    n = 2048
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    gpu = jax.default_backend() == "gpu"
+    n, dtype = (8192, jnp.dtype(args.dtype)) if gpu else (2048, jnp.dtype("float32"))
+    a = jax.random.normal(jax.random.key(0), (n, n), dtype)
     mm = jax.jit(lambda x: x @ x)
     mm(a).block_until_ready()
-    out = {"xla_matmul_gflops": 2 * n**3 / _time(lambda: mm(a).block_until_ready(), 5) / 1e9}
+    out = {"xla_matmul_gflops": 2 * n**3 / _time(lambda: mm(a).block_until_ready(), 10) / 1e9}
     try:
         import torch
 
-        t = torch.randn(n, n)
-        out["torch_matmul_gflops"] = 2 * n**3 / _time(lambda: t @ t, 5) / 1e9
-    except ImportError:
+        dev = "cuda" if gpu and torch.cuda.is_available() else "cpu"
+        t = torch.randn(n, n, device=dev, dtype=getattr(torch, dtype.name))
+
+        def tmm():
+            t @ t
+            if dev == "cuda":
+                torch.cuda.synchronize()
+
+        tmm()
+        out["torch_matmul_gflops"] = 2 * n**3 / _time(tmm, 10) / 1e9
+    except (ImportError, RuntimeError):
         pass
     return out
 
@@ -172,7 +187,9 @@ def _run_worker(kind: str, args: argparse.Namespace, xla_flags: str = "", overri
     cmd = [sys.executable, __file__, "--worker", kind] + [a for a in sys.argv[1:] if a != "--worker"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+        lines = [x for x in proc.stderr.strip().splitlines() if x.strip() and not x.startswith(("---", "For simp"))]
+        tail = " | ".join(lines[-3:])  # the last lines name the cause (OOM, cuDNN)
+        return {"error": tail or f"exit {proc.returncode}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -193,13 +210,13 @@ def main() -> None:
         return
 
     from nemotron_jax import config as C
-    from nemotron_jax.train.flops import flops_per_token
+    from nemotron_jax.train.flops import H100_BF16_PEAK, flops_per_token
 
     cfg = C.model_preset(args.preset, max_seq_len=max(args.seq, 512))
     step_flops_per_tok = flops_per_token(cfg, args.seq)
     peak = _run_worker("matmul", args)
     machine_gflops = max(v for k, v in peak.items() if k.endswith("gflops"))
-    print(f"# {args.preset} seq {args.seq} batch {args.batch} {args.dtype}; fp32 matmul ceiling "
+    print(f"# {args.preset} seq {args.seq} batch {args.batch} {args.dtype}; matmul ceiling "
           f"{machine_gflops:.0f} GFLOP/s ({', '.join(f'{k} {v:.0f}' for k, v in peak.items())})")
     torch_res = {} if args.no_torch else _run_worker("torch", args)
     rows = []
@@ -208,15 +225,18 @@ def main() -> None:
         rows.append((f"jax[{name}]", res))
     base = torch_res.get("eager_step_tok_s")
     print(f"{'impl':<18}{'fwd tok/s':>12}{'step tok/s':>12}{'vs torch eager':>16}{'% matmul peak':>15}"
-          f"{'compile s':>11}")
+          f"{'compile s':>11}{'MFU (989 TF)':>14}")
     for name, r in rows:
         if "error" in r:
             print(f"{name:<18} failed: {r['error']}")
             continue
         ratio = f"{r['step_tok_s'] / base:.2f}x" if base else "-"
         pct = 100 * r["step_tok_s"] * step_flops_per_tok / (machine_gflops * 1e9)
+        # MFU against the rated dense bf16 peak of an H100/H200 (the paper's denominator): GPU runs only
+        rated = (f"{100 * r['step_tok_s'] * step_flops_per_tok / H100_BF16_PEAK:>13.1f}%"
+                 if "H100" in r["device"] or "H200" in r["device"] else f"{'-':>14}")
         print(f"{name:<18}{r['fwd_tok_s']:>12.0f}{r['step_tok_s']:>12.0f}{ratio:>16}{pct:>14.1f}%"
-              f"{r['step_compile_s']:>11.1f}")
+              f"{r['step_compile_s']:>11.1f}{rated}  {r['device']}")
     if "error" in torch_res:
         print(f"torch failed: {torch_res['error']}")
     for impl in ("eager", "sdpa"):
