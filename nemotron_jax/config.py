@@ -24,7 +24,8 @@ def _require(ok: bool, msg: str) -> None:
 # Model
 # ----------------------------------------------------------------------------------------------------------------
 
-ATTENTION_IMPLS = ("xla", "fused", "cudnn")
+ATTENTION_IMPLS = ("auto", "xla", "fused", "cudnn")
+CUDNN_DTYPES = ("bfloat16", "float16")  # cuDNN's flash kernel computes in half precision only
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -48,7 +49,9 @@ class ModelConfig:
     # Megatron's default: output projections (attention out, MLP down) start at init_std / sqrt(2 * layers).
     scaled_out_init: bool = True
     dtype: str = "float32"  # compute dtype; parameters are always fp32 masters
-    attention_impl: str = "xla"  # "xla" reference einsums | "fused" jax.nn.dot_product_attention | "cudnn"
+    # "xla" reference einsums | "fused" jax.nn.dot_product_attention (XLA) | "cudnn" its flash kernel |
+    # "auto": cudnn on a GPU wherever it applies, else xla (see attention_core)
+    attention_impl: str = "auto"
     remat: str = "none"  # a key of nemotron_jax.model.transformer.REMAT_POLICIES
     scan_layers: bool = True
     bos_id: int = 2
@@ -72,6 +75,11 @@ class ModelConfig:
         _require(self.dtype in COMPUTE_DTYPES, f"dtype must be one of {COMPUTE_DTYPES}, got {self.dtype!r}")
         _require(self.attention_impl in ATTENTION_IMPLS,
                  f"attention_impl must be one of {ATTENTION_IMPLS}, got {self.attention_impl!r}")
+        if self.attention_impl == "cudnn":
+            _require(self._cudnn_applies(),
+                     f"attention_impl='cudnn' needs dtype in {CUDNN_DTYPES} and head_dim a multiple of 8 up to "
+                     f"256 (got dtype={self.dtype!r}, head_dim={self.head_dim}); use attention_impl='auto', which "
+                     f"falls back to the XLA core where cuDNN does not apply.")
         from nemotron_jax.model.remat import REMAT_POLICIES  # local import: config stays dependency-light
 
         _require(self.remat in REMAT_POLICIES,
@@ -87,6 +95,17 @@ class ModelConfig:
     @property
     def q_per_kv(self) -> int:
         return self.num_heads // self.num_kv_heads
+
+    def _cudnn_applies(self) -> bool:
+        return self.dtype in CUDNN_DTYPES and self.head_dim % 8 == 0 and self.head_dim <= 256
+
+    def attention_core(self, backend: str) -> str:
+        """The attention core this config runs on `backend` ("cpu", "gpu", ...). "auto" is cuDNN's flash kernel
+        on a GPU when it applies (half-precision compute, head dim a multiple of 8 up to 256: measured 1.6x the
+        XLA core's train step on an H200, BENCHMARKS.md), else the einsum reference."""
+        if self.attention_impl != "auto":
+            return self.attention_impl
+        return "cudnn" if backend == "gpu" and self._cudnn_applies() else "xla"
 
     def replace(self, **kw: Any) -> "ModelConfig":
         return dataclasses.replace(self, **kw)
@@ -112,7 +131,7 @@ def nemotron_1b(**kw: Any) -> ModelConfig:
     """A ~1B Nemotron-shaped model for single-GPU checks (same code path, 256K vocab)."""
     base = dict(name="nemotron-1b", vocab_size=256_000, num_layers=16, d_model=2048, num_heads=16,
                 num_kv_heads=4, head_dim=128, ffn_dim=8192, max_seq_len=4096, init_std=0.02,
-                dtype="bfloat16", attention_impl="fused")
+                dtype="bfloat16")
     return ModelConfig(**{**base, **kw})
 
 

@@ -25,6 +25,8 @@ def test_15b_preset_matches_spec():
     (dict(head_dim=12, rotary_fraction=0.3), "even whole number"),
     (dict(remat="sometimes"), "not a known policy"),
     (dict(attention_impl="flash"), "attention_impl must be one of"),
+    (dict(attention_impl="cudnn"), "needs dtype in"),  # toy-tiny: fp32, head_dim 12
+    (dict(attention_impl="cudnn", dtype="bfloat16"), "head_dim a multiple of 8"),
     (dict(dtype="float8"), "dtype must be one of"),
     (dict(eos_id=500), "outside the vocabulary"),
     (dict(d_model=0), "must be positive"),
@@ -32,6 +34,15 @@ def test_15b_preset_matches_spec():
 def test_invalid_model_configs_say_how_to_fix(kw, needle):
     with pytest.raises(C.ConfigError, match=needle):
         C.toy_tiny(**kw)
+
+
+def test_auto_attention_is_cudnn_only_on_a_gpu_where_it_applies():
+    big = C.nemotron4_340b()  # bf16, head_dim 192
+    assert big.attention_impl == "auto"
+    assert big.attention_core("gpu") == "cudnn" and big.attention_core("cpu") == "xla"
+    assert big.replace(dtype="float32").attention_core("gpu") == "xla"  # cuDNN's kernel is half precision only
+    assert C.toy_tiny(dtype="bfloat16").attention_core("gpu") == "xla"  # head_dim 12
+    assert big.replace(attention_impl="fused").attention_core("gpu") == "fused"
 
 
 def test_parallel_config_validation():

@@ -1,7 +1,8 @@
 """Grouped-query attention with partial RoPE, causal + segment masks, and an optional KV cache.
 
 Query head n reads KV head n // (N / K). Two cores compute the same function: `xla` (reference einsums, fp32
-softmax, runs anywhere) and `fused`/`cudnn` (`jax.nn.dot_product_attention`, the GPU fast path).
+softmax, runs anywhere) and `fused`/`cudnn` (`jax.nn.dot_product_attention`, the GPU fast path). `auto` (the
+default) picks cuDNN on a GPU where it applies, else `xla` (`ModelConfig.attention_core`).
 """
 
 from __future__ import annotations
@@ -98,18 +99,19 @@ class Attention(nn.Module):
         q = apply_rope(q, positions, cfg.rotary_dim, cfg.rope_base, heads_first=True)
         k = apply_rope(k, positions, cfg.rotary_dim, cfg.rope_base, heads_first=True)
 
+        core = cfg.attention_core(jax.default_backend())
         if cache is not None:
             k, v, cache = write_cache(cache, k, v, cache_ctx["write_index"])
             mask = cache_mask(positions, cache_ctx["slot_positions"])
-        elif segment_ids is None and cfg.attention_impl != "xla":
+        elif segment_ids is None and core != "xla":
             mask = None  # pure causal: let the fused kernel use is_causal
         else:
             mask = training_mask(segment_ids, x.shape[0], x.shape[1])
 
-        if cfg.attention_impl == "xla":
+        if core == "xla":
             out = xla_attention(q, k, v, mask)
         else:
-            out = fused_attention(q, k, v, mask, "cudnn" if cfg.attention_impl == "cudnn" else None)
+            out = fused_attention(q, k, v, mask, "cudnn" if core == "cudnn" else None)
         out = shard(out, (BATCH, ACT_HEADS, ATTN_LENGTH, None))
         if x.shape[1] == 1:  # decode: [B, N*H] @ [N*H, D], as for _project
             b = x.shape[0]

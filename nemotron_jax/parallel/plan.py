@@ -90,7 +90,8 @@ class Plan:
 
 def _layer_internals(cfg: ModelConfig, c: int, tp: int, sp: int, seq_len: int) -> float:
     d, n, k, h, f = cfg.d_model, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.ffn_dim
-    scores = (4 + c) * n * seq_len / tp if cfg.attention_impl == "xla" else 0.0
+    # plans are for GPU clusters: the einsum core keeps [N, T, T] scores, the fused cores do not
+    scores = (4 + c) * n * seq_len / tp if cfg.attention_core("gpu") == "xla" else 0.0
     return c * (6 * d / sp + (2 * n + 3 * k) * h / tp + n * h / tp + 2 * f / tp) + scores
 
 
