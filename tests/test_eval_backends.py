@@ -172,7 +172,7 @@ def test_cli_against_the_projects_server(params, tmp_path, capsys):
                          "--out", str(tmp_path / "o")]) == 0
         detail = json.loads((tmp_path / "o" / "details" / "srv" / "G.json").read_text())
         for i, row in enumerate(detail["results"]["predictions"]):
-            prompt_ids = TOK.encode(f"Question: {i}+{i}?\nAnswer:")  # the server encodes text without BOS
+            prompt_ids = TOK.encode(f"Question: {i}+{i}?\nAnswer:", bos=True)  # the server puts BOS before text
             want = TOK.decode(_greedy_ids(params, prompt_ids, 4))
             assert row["output"] == truncate_at_stop(want, ("\n\nQuestion:", "Question:"))
         assert cli.main(["run", "--bench", f"M:mc:{tmp_path / 'mmlu.jsonl'}", "--stage", f"srv={url}",

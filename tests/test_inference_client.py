@@ -34,10 +34,10 @@ def test_completions_match_the_sampler(client, params):
     res = client.completions(prompt=["ab", "cde"], max_tokens=5, n=2, seed=11, temperature=1.0)
     s = Sampler(params, CFG, tokenizer=TOK, chunk=4)
     sp = SamplingParams(max_new_tokens=5, n=2, seed=11, temperature=1.0)
-    want = s.run_rows([Row(TOK.encode(p), sp, i, j) for i, p in enumerate(["ab", "cde"]) for j in range(2)])
+    want = s.run_rows([Row(TOK.encode(p, bos=True), sp, i, j) for i, p in enumerate(["ab", "cde"]) for j in range(2)])
     assert [c["index"] for c in res["choices"]] == [0, 1, 2, 3]
     assert [c["text"] for c in res["choices"]] == [w.text for w in want]
-    assert res["usage"]["prompt_tokens"] == 5 and res["object"] == "text_completion"
+    assert res["usage"]["prompt_tokens"] == 7 and res["object"] == "text_completion"  # 2 + 3, each after BOS
 
 
 def test_bad_input_raises_the_servers_error(client):

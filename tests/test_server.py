@@ -53,7 +53,7 @@ def client(server):
 def reference(params):
     """Direct sampler calls (no server): what each request must return."""
     s = Sampler(params, CFG, tokenizer=TOK, chunk=4)
-    return lambda prompt, sp: s.run_rows([Row(TOK.encode(prompt), sp, 0, j) for j in range(sp.n)])
+    return lambda prompt, sp: s.run_rows([Row(TOK.encode(prompt, bos=True), sp, 0, j) for j in range(sp.n)])
 
 
 def _raw(server, method, path, body=None, raw=None, headers=None):
@@ -70,7 +70,10 @@ def test_models_and_health(client, server):
     assert [m.id for m in client.models.list().data] == [NAME]
     status, health = _raw(server, "GET", "/health")
     assert status == 200 and health["status"] == "ok" and health["model"] == NAME
-    assert health["compiles"] >= 1  # XLA compilations so far (benchmarks/serve_load.py warms up until none happen)
+    # XLA compilations in this process so far (benchmarks/serve_load.py warms up until none happen): a program
+    # this process has never seen must add one
+    jax.jit(lambda x: x * 1.2345 + 6.789)(jax.numpy.ones(7)).block_until_ready()
+    assert _raw(server, "GET", "/health")[1]["compiles"] >= health["compiles"] + 1
 
 
 def test_completions_n_logprobs_usage(client, reference):
@@ -81,7 +84,20 @@ def test_completions_n_logprobs_usage(client, reference):
     assert [c.finish_reason for c in r.choices] == [w.finish_reason for w in want]
     assert r.choices[0].logprobs.token_logprobs == pytest.approx(want[0].logprobs)
     assert 1 <= len(r.choices[0].logprobs.top_logprobs[0]) <= 2  # a dict keyed by text: equal texts merge
-    assert r.usage.prompt_tokens == 5 and r.usage.completion_tokens == sum(len(w.token_ids) for w in want)
+    assert r.usage.prompt_tokens == 6 and r.usage.completion_tokens == sum(len(w.token_ids) for w in want)
+
+
+def test_text_prompts_start_with_bos_unless_add_special_tokens_is_false(client, params):
+    """As every training document starts with BOS; vLLM's `add_special_tokens: false` leaves it out."""
+    kw = dict(model=NAME, prompt="Hello", max_tokens=6, temperature=0.0)
+    with_bos = client.completions.create(**kw)
+    bare = client.completions.create(**kw, extra_body={"add_special_tokens": False})
+    s = Sampler(params, CFG, tokenizer=TOK, chunk=4)
+    sp = SamplingParams(max_new_tokens=6, temperature=0.0)
+    want_bos, want_bare = s.run_rows([Row([TOK.bos_id] + TOK.encode("Hello"), sp), Row(TOK.encode("Hello"), sp)])
+    assert with_bos.choices[0].text == want_bos.text and bare.choices[0].text == want_bare.text
+    assert want_bos.token_ids != want_bare.token_ids  # BOS changes the continuation here, so the test can fail
+    assert with_bos.usage.prompt_tokens == 6 and bare.usage.prompt_tokens == 5
 
 
 def test_chat_completion_uses_the_nemotron_template(client, params):
@@ -128,6 +144,8 @@ BAD = [
     ("max_tokens string", "/v1/completions", {"model": NAME, "prompt": "x", "max_tokens": "8"}, None, 400,
      "max_tokens"),
     ("logprobs too many", "/v1/completions", {"model": NAME, "prompt": "x", "logprobs": 9}, None, 400, "logprobs"),
+    ("add_special_tokens not a bool", "/v1/completions", {"model": NAME, "prompt": "x", "add_special_tokens": 1},
+     None, 400, "add_special_tokens"),
     ("too many stops", "/v1/completions", {"model": NAME, "prompt": "x", "stop": list("abcde")}, None, 400, "stop"),
     ("missing prompt", "/v1/completions", {"model": NAME}, None, 400, "prompt"),
     ("token id out of vocab", "/v1/completions", {"model": NAME, "prompt": [1, 99999]}, None, 400, "vocabulary"),

@@ -161,7 +161,10 @@ class InferenceService:
             raise _bad("'prompt' is required", "prompt")
         if body.get("echo"):
             raise _bad("'echo' is not supported by this server", "echo")
-        prompts = self._prompt_ids(body["prompt"])
+        add_bos = body.get("add_special_tokens", True)
+        if not isinstance(add_bos, bool):
+            raise _bad("'add_special_tokens' must be true or false", "add_special_tokens")
+        prompts = self._prompt_ids(body["prompt"], add_bos)
         max_tokens = _integer(body, "max_tokens", 16, 1)
         logprobs = _integer(body, "logprobs", None, 0, 5)
         prep = self._prepare(body, prompts, _sampling(body, max_tokens, logprobs))
@@ -223,11 +226,13 @@ class InferenceService:
                            "model", "model_not_found")
         return body
 
-    def _prompt_ids(self, prompt: Any) -> list[list[int]]:
+    def _prompt_ids(self, prompt: Any, add_bos: bool) -> list[list[int]]:
+        """Text prompts are encoded with BOS in front, as every training document starts (and as HF tokenizers and
+        vLLM do; `add_special_tokens: false` leaves it out). Token-id prompts are taken exactly as sent."""
         if isinstance(prompt, str):
-            return [self.tokenizer.encode(prompt)]
+            return [self.tokenizer.encode(prompt, bos=add_bos)]
         if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
-            return [self.tokenizer.encode(p) for p in prompt]
+            return [self.tokenizer.encode(p, bos=add_bos) for p in prompt]
         if isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
             return [list(prompt)]
         if (isinstance(prompt, list) and prompt and all(isinstance(p, list) and p for p in prompt)
