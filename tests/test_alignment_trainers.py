@@ -143,6 +143,28 @@ def test_cached_reference_equals_on_the_fly(files, tmp_path, monkeypatch):
     np.testing.assert_array_equal(again, np.load(cache_files[0]))
 
 
+@pytest.mark.parametrize("layout", [dict(data=2, tensor=2), dict(data=2, pipeline=2, microbatches=2),
+                                    dict(fsdp=2, tensor=2, sequence_parallel=True)],
+                         ids=["dp2-tp2", "dp2-pp2", "fsdp2-tp2-sp"])
+def test_reference_logps_sharded_like_the_step_equal_one_device(files, layout):
+    """The cached reference runs on the run's mesh (a 340B reference does not fit one device): same numbers."""
+    tok = Tokenizer.load(files["tok"])
+    table = A.encode_pairs(tok, A.read_pairs((files["pairs"],)), SEQ)
+    ref = jax.tree.map(lambda p: p * 1.5, A.M.init_params(MODEL, jax.random.key(3)))  # not a near-uniform model
+    one = A.reference_logps(ref, MODEL, table, seq_len=SEQ, pad_id=tok.pad_id, batch_size=4)
+    sharded = A.reference_logps(ref, MODEL, table, seq_len=SEQ, pad_id=tok.pad_id, batch_size=4,
+                                parallel=C.ParallelConfig(**layout))
+    assert one.shape == (len(WORDS), 2) and np.ptp(one) > 1.0
+    np.testing.assert_allclose(sharded, one, rtol=1e-5, atol=1e-4)
+    pcfg = C.ParallelConfig(**layout)
+    fn = A.sharded_pair_logps(ref, MODEL, pcfg, 4, SEQ)
+    devices = len(fn(A.pair_batch(table, np.arange(4), SEQ, tok.pad_id)).sharding.device_set)
+    assert devices == A.layout_devices(pcfg, jax.device_count()) >= 4  # really on the run's mesh
+    with pytest.raises(C.ConfigError, match="data\\*fsdp\\*microbatches"):  # 2 x 3 rows over data 2 x 4 microbatches
+        A.reference_logps(ref, MODEL, table, seq_len=SEQ, pad_id=tok.pad_id, batch_size=3,
+                          parallel=C.ParallelConfig(data=2, pipeline=2, microbatches=4))
+
+
 def test_preference_text_replay_rows_and_loss(files, tmp_path):
     """text_replay_weight: one packed document row per pair row; the loss gains weight x its per-token NLL."""
     docs = [f"the {w} is near the {v}" for w, v in zip(WORDS, WORDS[1:])]

@@ -31,7 +31,7 @@ import numpy as np
 
 from nemotron_jax import model as M
 from nemotron_jax.config import (BradleyTerry, ChatData, ConfigError, DPO, Experiment, HelpSteerData, ModelConfig,
-                                 PreferenceData, RewardRegression, RPO, SFT)
+                                 ParallelConfig, PreferenceData, RewardRegression, RPO, SFT)
 from nemotron_jax.data import chat
 from nemotron_jax.data.packing import lm_example, pack_examples
 from nemotron_jax.data.tokenizer import load_tokenizer
@@ -40,6 +40,7 @@ from nemotron_jax.losses.preference import (REWARD_KINDS, chosen_sft_term, prefe
                                             response_logratio)
 from nemotron_jax.losses.reward import bradley_terry_loss, label_mask, regression_loss
 from nemotron_jax.model import heads
+from nemotron_jax.train.runtime import layout_devices
 from nemotron_jax.train.tasks import Task, model_forward, next_token_loss, register_task
 
 Params = Any
@@ -340,15 +341,55 @@ def preference_loss_fn(cfg: ModelConfig, loss: DPO, ref_params: Optional[Params]
 
 
 def reference_logps(ref_params: Params, cfg: ModelConfig, table: PairTable, *, seq_len: int, pad_id: int,
-                    batch_size: int = 8) -> np.ndarray:
-    """Summed reference log-probs of every pair's chosen and rejected response: [N, 2] (fp32)."""
-    fn = jax.jit(lambda p, b: pair_logps(p, b, plain_forward(cfg))[0])
+                    batch_size: int = 8, parallel: Optional[ParallelConfig] = None) -> np.ndarray:
+    """Summed reference log-probs of every pair's chosen and rejected response: [N, 2] (fp32).
+
+    With `parallel` (the run's layout) the reference runs sharded over the same mesh as the train step (tensor,
+    pipeline, data; see `sharded_pair_logps`), so a reference as large as the policy fits; `batch_size` pairs go
+    at a time (the step's rows: micro_batch x data-parallel size). Without it, one device.
+    """
+    if parallel is not None and layout_devices(parallel, jax.device_count()) > 1:
+        fn = sharded_pair_logps(ref_params, cfg, parallel, batch_size, seq_len)
+    else:
+        jitted = jax.jit(lambda p, b: pair_logps(p, b, plain_forward(cfg))[0])
+        fn = lambda b: jitted(ref_params, b)  # noqa: E731
     out = []
     for start in range(0, len(table), batch_size):
         idx = np.arange(start, min(start + batch_size, len(table)))
         padded = np.concatenate([idx, np.full(batch_size - len(idx), idx[-1])])  # one shape, one compile
-        out.append(np.asarray(fn(ref_params, pair_batch(table, padded, seq_len, pad_id))).T[:len(idx)])
+        out.append(np.asarray(fn(pair_batch(table, padded, seq_len, pad_id))).T[:len(idx)])
     return np.concatenate(out).astype(np.float32)
+
+
+def sharded_pair_logps(params: Params, cfg: ModelConfig, parallel: ParallelConfig, rows: int,
+                       seq_len: int) -> Callable[[Batch], jax.Array]:
+    """`fn(pair batch of `rows` pairs) -> [2, rows]` reference log-probs, run like the train step's forward: the
+    layout validated first (a bad one fails before any compile), parameters placed by RULES on the run's mesh,
+    pairs split over (data, fsdp), the pipelined layer stack when pipeline > 1. Every process passes the same
+    host batch and gets the whole (replicated) result."""
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    from nemotron_jax.parallel.mesh import make_mesh, validate
+    from nemotron_jax.parallel.training import activate, batch_spec, compute_param_specs, make_forward
+
+    devices = jax.devices()[:layout_devices(parallel, jax.device_count())]
+    validate(cfg, parallel, num_devices=len(devices), batch=2 * rows, seq_len=seq_len)  # chosen + rejected rows
+    mesh = make_mesh(parallel, devices)
+    shardings = jax.tree.map(lambda spec: NamedSharding(mesh, spec), compute_param_specs(cfg, parallel),
+                             is_leaf=lambda x: isinstance(x, PartitionSpec))
+    placed = jax.device_put(params, shardings)
+    rows_sharding = NamedSharding(mesh, batch_spec(batch_axis=0))
+    forward = make_forward(cfg, parallel)
+    jitted = jax.jit(lambda p, b: pair_logps(p, b, forward)[0], in_shardings=(shardings, rows_sharding),
+                     out_shardings=NamedSharding(mesh, PartitionSpec()))
+
+    def fn(batch: Batch) -> jax.Array:
+        global_batch = {k: jax.make_array_from_callback(v.shape, rows_sharding, lambda i, v=v: v[i])
+                        for k, v in batch.items()}
+        with activate(mesh, parallel):
+            return jitted(placed, global_batch)
+
+    return fn
 
 
 def _fingerprint(table: PairTable, ref_params: Params, cfg: ModelConfig, seq_len: int) -> str:
@@ -365,12 +406,14 @@ def _fingerprint(table: PairTable, ref_params: Params, cfg: ModelConfig, seq_len
 
 
 def cached_reference_logps(ref_params: Params, cfg: ModelConfig, table: PairTable, cache_dir: str | os.PathLike, *,
-                           seq_len: int, pad_id: int, batch_size: int = 8) -> np.ndarray:
+                           seq_len: int, pad_id: int, batch_size: int = 8,
+                           parallel: Optional[ParallelConfig] = None) -> np.ndarray:
     """`reference_logps`, read from `<cache_dir>/ref_logps_<key>.npy` when present, else computed and written."""
     path = Path(cache_dir) / f"ref_logps_{_fingerprint(table, ref_params, cfg, seq_len)}.npy"
     if path.exists():
         return np.load(path)
-    logps = reference_logps(ref_params, cfg, table, seq_len=seq_len, pad_id=pad_id, batch_size=batch_size)
+    logps = reference_logps(ref_params, cfg, table, seq_len=seq_len, pad_id=pad_id, batch_size=batch_size,
+                            parallel=parallel)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")
     np.save(tmp, logps)
@@ -487,6 +530,14 @@ def _with_text_replay(make_pairs: Callable[..., Any], data: PreferenceData, tok:
     return make
 
 
+def _step_rows(exp: Experiment) -> int:
+    """Rows of one accumulation microbatch of the run's step (micro_batch x data-parallel size)."""
+    from nemotron_jax.parallel.mesh import axis_sizes
+
+    sizes = axis_sizes(exp.parallel, layout_devices(exp.parallel, jax.device_count()))
+    return exp.batch.micro_batch * sizes["data"] * sizes["fsdp"]
+
+
 @register_task(DPO)
 @register_task(RPO)
 def preference_task(exp: Experiment) -> Task:
@@ -503,7 +554,8 @@ def preference_task(exp: Experiment) -> Task:
     extra, loss_ref = None, ref
     if loss.reference == "cached":
         cache = loss.ref_cache_dir or os.path.join(exp.out_dir, "reference_logps")
-        logps = cached_reference_logps(ref, exp.model, table, cache, seq_len=exp.batch.seq_len, pad_id=tok.pad_id)
+        logps = cached_reference_logps(ref, exp.model, table, cache, seq_len=exp.batch.seq_len, pad_id=tok.pad_id,
+                                       batch_size=_step_rows(exp), parallel=exp.parallel)
         extra, loss_ref = {"chosen_ref_logps": logps[:, 0], "rejected_ref_logps": logps[:, 1]}, None
     return Task(init_params=lambda rng: M.init_params(exp.model, rng),
                 loss_fn=preference_loss_fn(exp.model, loss, loss_ref, model_forward(exp),
