@@ -165,6 +165,15 @@ def test_reference_logps_sharded_like_the_step_equal_one_device(files, layout):
                           parallel=C.ParallelConfig(data=2, pipeline=2, microbatches=4))
 
 
+def test_on_the_fly_reference_refuses_a_large_model_before_loading_it(files, tmp_path):
+    data = C.PreferenceData(paths=(files["pairs"],), tokenizer=files["tok"])
+    big = C.nemotron4_15b(num_layers=2)  # 2 layers of the 15B shape: ~3.7 GiB of fp32 weights
+    exp = _exp(tmp_path, data, C.DPO(reference="on_the_fly"), steps=1, lr=0.0).replace(model=big,
+                                                                                         init_from="/nonexistent")
+    with pytest.raises(C.ConfigError, match="reference='cached'"):
+        make_task(exp)
+
+
 def test_preference_text_replay_rows_and_loss(files, tmp_path):
     """text_replay_weight: one packed document row per pair row; the loss gains weight x its per-token NLL."""
     docs = [f"the {w} is near the {v}" for w, v in zip(WORDS, WORDS[1:])]

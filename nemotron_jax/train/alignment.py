@@ -530,6 +530,22 @@ def _with_text_replay(make_pairs: Callable[..., Any], data: PreferenceData, tok:
     return make
 
 
+ON_THE_FLY_MAX_BYTES = 1 << 30  # in-step reference weights are constants of the compiled step: small models only
+
+
+def _check_on_the_fly_size(exp: Experiment) -> None:
+    """reference="on_the_fly" closes the step over the reference weights, which XLA then embeds in the program
+    (unsharded); past ~1 GiB that is a compile-time and memory failure, so say so before loading anything."""
+    if exp.loss.reference != "on_the_fly":
+        return
+    shapes = jax.eval_shape(lambda: M.init_params(exp.model, jax.random.key(0)))
+    size = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
+    if size > ON_THE_FLY_MAX_BYTES:
+        raise ConfigError(f"reference='on_the_fly' would embed the {size / 2**30:.1f} GiB reference model in the "
+                          f"compiled step; it is meant for small models. Use reference='cached': the reference "
+                          f"log-probs are computed once, sharded like the step, and stored on disk.")
+
+
 def _step_rows(exp: Experiment) -> int:
     """Rows of one accumulation microbatch of the run's step (micro_batch x data-parallel size)."""
     from nemotron_jax.parallel.mesh import axis_sizes
@@ -548,6 +564,7 @@ def preference_task(exp: Experiment) -> Task:
         raise ConfigError(f"RPO(iterations={loss.iterations}) is several runs: start it with "
                           f"`nemotron-jax train` (train.cli.run_experiment) or train.alignment.run_rpo(exp), "
                           f"or set loss.iterations=1 for a single iteration")
+    _check_on_the_fly_size(exp)
     tok = load_tokenizer(exp.data.tokenizer)
     table = encode_pairs(tok, preference_pairs(exp, tok), exp.batch.seq_len)
     ref = reference_params(exp)
