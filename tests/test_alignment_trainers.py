@@ -160,9 +160,12 @@ def test_reference_logps_sharded_like_the_step_equal_one_device(files, layout):
     fn = A.sharded_pair_logps(ref, MODEL, pcfg, 4, SEQ)
     devices = len(fn(A.pair_batch(table, np.arange(4), SEQ, tok.pad_id)).sharding.device_set)
     assert devices == A.layout_devices(pcfg, jax.device_count()) >= 4  # really on the run's mesh
-    with pytest.raises(C.ConfigError, match="data\\*fsdp\\*microbatches"):  # 2 x 3 rows over data 2 x 4 microbatches
-        A.reference_logps(ref, MODEL, table, seq_len=SEQ, pad_id=tok.pad_id, batch_size=3,
+    with pytest.raises(C.ConfigError, match="data\\*fsdp\\*microbatches"):  # 2 x 2 rows over data 2 x 4 microbatches
+        A.reference_logps(ref, MODEL, table, seq_len=SEQ, pad_id=tok.pad_id, batch_size=2,
                           parallel=C.ParallelConfig(data=2, pipeline=2, microbatches=4))
+    with pytest.raises(C.ConfigError, match="data-parallel replicas"):  # 3 pairs over 2 replicas
+        A.reference_logps(ref, MODEL, table, seq_len=SEQ, pad_id=tok.pad_id, batch_size=3,
+                          parallel=C.ParallelConfig(data=2, tensor=2))
 
 
 def test_on_the_fly_reference_refuses_a_large_model_before_loading_it(files, tmp_path):

@@ -70,3 +70,15 @@ def test_score_batches_and_aggregates(params):
     np.testing.assert_allclose(out["reward"], out["attributes"] @ w, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="max_seq_len"):
         heads.score(params, CFG, [[1] * (CFG.max_seq_len + 1)])
+
+
+@pytest.mark.parametrize("layout", [dict(data=2, tensor=2), dict(data=2, pipeline=2, microbatches=2)],
+                         ids=["dp2-tp2", "dp2-pp2"])
+def test_score_sharded_like_a_train_step_equals_by_hand(params, layout):
+    """A reward model too large for one device scores on a run's mesh: the same attributes as by hand."""
+    seqs = [[5, 9, 17], [3, 4, 5, 6, 7, 8, 9, 10], [11], [12, 13], [20, 21, 22, 23, 24]]
+    out = heads.score(params, CFG, seqs, batch_size=4, pad_to_multiple=8, parallel=config.ParallelConfig(**layout))
+    for i, s in enumerate(seqs):
+        np.testing.assert_allclose(out["attributes"][i], _by_hand(params, s), rtol=1e-4, atol=1e-5)
+    with pytest.raises(config.ConfigError, match="batch"):  # 3 rows do not split over data 2
+        heads.score(params, CFG, seqs, batch_size=3, parallel=config.ParallelConfig(**layout))

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from nemotron_jax.config import ModelConfig
+from nemotron_jax.config import ModelConfig, ParallelConfig
 from nemotron_jax.losses.reward import HELPSTEER_ATTRIBUTES, aggregate_reward
 from nemotron_jax.model.transformer import forward_hidden, logical_axes
 from nemotron_jax.parallel.axes import EMBED, REWARD_ATTRS
@@ -121,11 +121,13 @@ def _score_rows(params: Params, tokens: Array, segment_ids: Array, cfg: ModelCon
 
 def score(params: Params, cfg: ModelConfig, token_lists: Sequence[Sequence[int]], *,
           weights: Optional[Sequence[float]] = None, batch_size: int = 16,
-          pad_to_multiple: int = 64, pad_id: int = 0) -> dict[str, np.ndarray]:
+          pad_to_multiple: int = 64, pad_id: int = 0, parallel: Optional[ParallelConfig] = None) -> dict[str, np.ndarray]:
     """Score already-encoded reward inputs (each ends with `<extra_id_2>`): {"attributes": [n, A], "reward": [n]}.
 
     Rows are right-padded to a multiple of `pad_to_multiple` (few distinct shapes, few compiles) and run in
-    fixed-size batches; the last batch is padded with empty rows that are dropped again.
+    fixed-size batches; the last batch is padded with empty rows that are dropped again. With `parallel` (a
+    ParallelConfig) the model runs sharded like a train step on that layout (`parallel.training.sharded_apply`),
+    so a reward model too large for one device scores on the run's mesh; `batch_size` must then suit the layout.
     """
     if not token_lists:
         raise ValueError("score: no sequences given")
@@ -133,6 +135,7 @@ def score(params: Params, cfg: ModelConfig, token_lists: Sequence[Sequence[int]]
     if longest > cfg.max_seq_len:
         raise ValueError(f"score: a sequence has {longest} tokens, more than model.max_seq_len={cfg.max_seq_len}")
     length = min(-(-longest // pad_to_multiple) * pad_to_multiple, cfg.max_seq_len)
+    run = _score_runner(params, cfg, parallel, batch_size, length)
     out = []
     for start in range(0, len(token_lists), batch_size):
         chunk = list(token_lists[start:start + batch_size])
@@ -141,9 +144,27 @@ def score(params: Params, cfg: ModelConfig, token_lists: Sequence[Sequence[int]]
         for i, ids in enumerate(chunk):
             tokens[i, :len(ids)], seg[i, :len(ids)] = ids, 1
         seg[len(chunk):, 0] = 1  # filler rows: one dummy token so every row has an end
-        out.append(np.asarray(_score_rows(params, jnp.asarray(tokens), jnp.asarray(seg), cfg))[:len(chunk)])
+        out.append(np.asarray(run(tokens, seg))[:len(chunk)])
     attrs = np.concatenate(out)
     return {"attributes": attrs, "reward": np.asarray(scalar_reward(jnp.asarray(attrs), weights))}
+
+
+def _score_runner(params: Params, cfg: ModelConfig, parallel: Optional[ParallelConfig], rows: int,
+                  length: int) -> Callable[[np.ndarray, np.ndarray], Array]:
+    """`run(tokens, segment_ids) -> attributes [rows, A]`, on one device or sharded over `parallel`'s mesh."""
+    from nemotron_jax.parallel.mesh import layout_devices
+
+    if parallel is None or layout_devices(parallel, jax.device_count()) == 1:
+        return lambda tokens, seg: _score_rows(params, jnp.asarray(tokens), jnp.asarray(seg), cfg)
+    from nemotron_jax.parallel.training import make_forward_hidden, sharded_apply
+
+    hidden = make_forward_hidden(cfg, parallel)
+    num_attributes = params["reward_head"]["bias"].shape[0]
+    fn = lambda p, b: reward_forward(p, b["tokens"], cfg, segment_ids=b["segment_ids"],  # noqa: E731
+                                     hidden_fn=hidden)[0][:, 0]
+    run = sharded_apply(fn, params, cfg, parallel, rows=rows, seq_len=length,
+                        param_logical_axes=reward_logical_axes(cfg, num_attributes))
+    return lambda tokens, seg: run({"tokens": tokens, "segment_ids": seg})
 
 
 def score_conversations(params: Params, cfg: ModelConfig, tokenizer: Any, prompts: Sequence[Any],

@@ -32,6 +32,12 @@ def axis_sizes(pcfg: ParallelConfig, num_devices: int) -> dict[str, int]:
     return sizes
 
 
+def layout_devices(parallel: ParallelConfig, available: int) -> int:
+    """Devices the layout uses, with a -1 axis taking whatever the others leave."""
+    sizes = [parallel.data, parallel.fsdp, parallel.pipeline, parallel.tensor]
+    return available if -1 in sizes else math.prod(sizes)
+
+
 def make_mesh(pcfg: ParallelConfig, devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
     """A concrete mesh over `devices` (default: every device of every process), all axes Auto."""
     devices = list(jax.devices() if devices is None else devices)

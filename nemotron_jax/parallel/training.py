@@ -26,7 +26,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from nemotron_jax.config import ConfigError, ModelConfig, ParallelConfig
 from nemotron_jax.model.transformer import forward, forward_hidden, init_params, logical_axes
 from nemotron_jax.parallel.axes import DATA, FSDP, RULES, mesh_specs, rules_for, unresolved_axes
-from nemotron_jax.parallel.mesh import make_mesh, validate
+from nemotron_jax.parallel.mesh import layout_devices, make_mesh, validate
 from nemotron_jax.parallel.pipeline import pipelined_layers
 from nemotron_jax.train.optim import decay_mask
 from nemotron_jax.train.state import TrainState
@@ -196,6 +196,37 @@ def layout_fn(mesh: Mesh, specs: Params) -> Callable[[Params], Params]:
 def batch_spec(batch_axis: int = 1) -> PartitionSpec:
     """Batch leaves [A, b, ...]: the row axis over (data, fsdp); everything else replicated."""
     return PartitionSpec(*([None] * batch_axis), (DATA, FSDP))
+
+
+def sharded_apply(fn: Callable[[Params, dict], jax.Array], params: Params, cfg: ModelConfig, pcfg: ParallelConfig,
+                  *, rows: int, seq_len: int, devices: Optional[Sequence[jax.Device]] = None,
+                  param_logical_axes: Optional[Params] = None) -> Callable[[dict], jax.Array]:
+    """Forward-only work (reference log-probs, reward scores) laid out like the train step: `run(batch)` for
+    `jit(fn)(params, batch)` on the layout's mesh.
+
+    The layout is validated for `rows` x `seq_len` first (a bad one fails before any compile), the parameters are
+    placed once by RULES (`param_logical_axes` for trees other than the LM's), batch leaves [rows, ...] are split
+    over (data, fsdp), and the result comes back replicated. `fn` must reach the layers through `make_forward` /
+    `make_forward_hidden` when pipeline > 1. Every process passes the same host batch and gets the whole result.
+    """
+    if devices is None:
+        devices = jax.devices()[:layout_devices(pcfg, jax.device_count())]
+    validate(cfg, pcfg, num_devices=len(devices), batch=rows, seq_len=seq_len)
+    mesh = make_mesh(pcfg, devices)
+    shardings = jax.tree.map(lambda spec: NamedSharding(mesh, spec),
+                             compute_param_specs(cfg, pcfg, param_logical_axes),
+                             is_leaf=lambda x: isinstance(x, PartitionSpec))
+    placed = jax.device_put(params, shardings)
+    rows_sharding = NamedSharding(mesh, batch_spec(batch_axis=0))
+    jitted = jax.jit(fn, in_shardings=(shardings, rows_sharding), out_shardings=NamedSharding(mesh, PartitionSpec()))
+
+    def run(batch: dict) -> jax.Array:
+        global_batch = {k: jax.make_array_from_callback(np.shape(v), rows_sharding, lambda i, v=v: np.asarray(v)[i])
+                        for k, v in batch.items()}
+        with activate(mesh, pcfg):
+            return jitted(placed, global_batch)
+
+    return run
 
 
 # ------------------------------------------------------------------------------------------------------------

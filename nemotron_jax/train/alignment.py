@@ -40,7 +40,7 @@ from nemotron_jax.losses.preference import (REWARD_KINDS, chosen_sft_term, prefe
                                             response_logratio)
 from nemotron_jax.losses.reward import bradley_terry_loss, label_mask, regression_loss
 from nemotron_jax.model import heads
-from nemotron_jax.train.runtime import layout_devices
+from nemotron_jax.parallel.mesh import layout_devices
 from nemotron_jax.train.tasks import Task, model_forward, next_token_loss, register_task
 
 Params = Any
@@ -363,33 +363,18 @@ def reference_logps(ref_params: Params, cfg: ModelConfig, table: PairTable, *, s
 
 def sharded_pair_logps(params: Params, cfg: ModelConfig, parallel: ParallelConfig, rows: int,
                        seq_len: int) -> Callable[[Batch], jax.Array]:
-    """`fn(pair batch of `rows` pairs) -> [2, rows]` reference log-probs, run like the train step's forward: the
-    layout validated first (a bad one fails before any compile), parameters placed by RULES on the run's mesh,
-    pairs split over (data, fsdp), the pipelined layer stack when pipeline > 1. Every process passes the same
-    host batch and gets the whole (replicated) result."""
-    from jax.sharding import NamedSharding, PartitionSpec
+    """`fn(pair batch of `rows` pairs) -> [2, rows]` reference log-probs, run like the train step's forward
+    (`parallel.training.sharded_apply`: chosen and rejected rows together, so 2 x rows forward rows)."""
+    from nemotron_jax.parallel.mesh import axis_sizes
+    from nemotron_jax.parallel.training import make_forward, sharded_apply
 
-    from nemotron_jax.parallel.mesh import make_mesh, validate
-    from nemotron_jax.parallel.training import activate, batch_spec, compute_param_specs, make_forward
-
-    devices = jax.devices()[:layout_devices(parallel, jax.device_count())]
-    validate(cfg, parallel, num_devices=len(devices), batch=2 * rows, seq_len=seq_len)  # chosen + rejected rows
-    mesh = make_mesh(parallel, devices)
-    shardings = jax.tree.map(lambda spec: NamedSharding(mesh, spec), compute_param_specs(cfg, parallel),
-                             is_leaf=lambda x: isinstance(x, PartitionSpec))
-    placed = jax.device_put(params, shardings)
-    rows_sharding = NamedSharding(mesh, batch_spec(batch_axis=0))
     forward = make_forward(cfg, parallel)
-    jitted = jax.jit(lambda p, b: pair_logps(p, b, forward)[0], in_shardings=(shardings, rows_sharding),
-                     out_shardings=NamedSharding(mesh, PartitionSpec()))
-
-    def fn(batch: Batch) -> jax.Array:
-        global_batch = {k: jax.make_array_from_callback(v.shape, rows_sharding, lambda i, v=v: v[i])
-                        for k, v in batch.items()}
-        with activate(mesh, parallel):
-            return jitted(placed, global_batch)
-
-    return fn
+    sizes = axis_sizes(parallel, layout_devices(parallel, jax.device_count()))
+    if rows % (sizes["data"] * sizes["fsdp"]):
+        raise ConfigError(f"{rows} pairs per reference batch do not split over the {sizes['data'] * sizes['fsdp']} "
+                          f"data-parallel replicas (data x fsdp); use a multiple of that")
+    return sharded_apply(lambda p, b: pair_logps(p, b, forward)[0], params, cfg, parallel, rows=2 * rows,
+                         seq_len=seq_len)
 
 
 def _fingerprint(table: PairTable, ref_params: Params, cfg: ModelConfig, seq_len: int) -> str:
@@ -437,11 +422,14 @@ def load_checkpoint_params(path: str | os.PathLike) -> Params:
 
 
 def score_pairs(rm_params: Params, rm_cfg: ModelConfig, tok: Any, pairs: Sequence[chat.PreferencePair],
-                weights: Optional[Sequence[float]] = None) -> list[chat.PreferencePair]:
-    """Fill chosen_reward / rejected_reward with the reward model's aggregated scores (RPO's r*)."""
+                weights: Optional[Sequence[float]] = None, *, parallel: Optional[ParallelConfig] = None,
+                batch_size: int = 16) -> list[chat.PreferencePair]:
+    """Fill chosen_reward / rejected_reward with the reward model's aggregated scores (RPO's r*); with `parallel`
+    the reward model runs sharded on that layout's mesh (`batch_size` conversations at a time)."""
     prompts = [p.prompt for p in pairs]
     sc = heads.score_conversations(rm_params, rm_cfg, tok, prompts + prompts,
-                                   [p.chosen for p in pairs] + [p.rejected for p in pairs], weights=weights)["reward"]
+                                   [p.chosen for p in pairs] + [p.rejected for p in pairs], weights=weights,
+                                   parallel=parallel, batch_size=batch_size)["reward"]
     n = len(pairs)
     return [dataclasses.replace(p, chosen_reward=float(sc[i]), rejected_reward=float(sc[n + i]))
             for i, p in enumerate(pairs)]
@@ -468,7 +456,7 @@ def preference_pairs(exp: Experiment, tok: Any) -> list[chat.PreferencePair]:
                               f"no chosen_reward/rejected_reward; add them or set data.reward_model")
         rm_params = load_checkpoint_params(data.reward_model)
         scored = score_pairs(rm_params, _rm_config(data.reward_model, exp.model), tok, [pairs[i] for i in missing],
-                             data.reward_weights)
+                             data.reward_weights, parallel=exp.parallel, batch_size=_step_rows(exp))
         for i, p in zip(missing, scored):
             pairs[i] = p
     return pairs

@@ -14,14 +14,14 @@ donated state); a larger one gets `Sharded`, a thin adapter over the parallelism
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Optional, Protocol
 
 import jax
 import numpy as np
 import optax
 
-from nemotron_jax.config import Experiment, ParallelConfig
+from nemotron_jax.config import Experiment
+from nemotron_jax.parallel.mesh import layout_devices
 from nemotron_jax.train.state import TrainState
 from nemotron_jax.train.step import make_train_step
 
@@ -41,12 +41,6 @@ class Runtime(Protocol):
     def put_batch(self, batch: dict[str, np.ndarray]) -> Any: ...
 
     def step(self, state: TrainState, batch: Any) -> tuple[TrainState, dict]: ...
-
-
-def layout_devices(parallel: ParallelConfig, available: int) -> int:
-    """Devices the layout uses, with a -1 axis taking whatever the others leave."""
-    sizes = [parallel.data, parallel.fsdp, parallel.pipeline, parallel.tensor]
-    return available if -1 in sizes else math.prod(sizes)
 
 
 def _with_shardings(shapes: Any, shardings: Any) -> Any:
