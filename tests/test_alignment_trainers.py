@@ -168,6 +168,32 @@ def test_reference_logps_sharded_like_the_step_equal_one_device(files, layout):
                           parallel=C.ParallelConfig(data=2, tensor=2))
 
 
+def test_checkpoints_are_read_straight_into_the_layouts_shardings(tmp_path):
+    """A reference / reward model on a multi-device layout is restored shard by shard (as the step lays it out),
+    never whole on one device; the values are the saved ones, from either kind of folder."""
+    from nemotron_jax.checkpoint.manager import Checkpointer
+    from nemotron_jax.checkpoint.params_io import save_params
+    from nemotron_jax.parallel.training import compute_param_specs
+    from nemotron_jax.train.state import TrainState
+    import optax
+
+    params = A.M.init_params(MODEL, jax.random.key(4))
+    rm = heads.init_reward_params(MODEL, jax.random.key(5), num_attributes=3)
+    save_params(tmp_path / "lm", params, MODEL)
+    with Checkpointer(tmp_path / "rm" / "checkpoints", async_save=False) as ckpt:
+        ckpt.save(7, TrainState.create(rm, optax.sgd(0.1)), data_state={}, meta={})
+    pcfg = C.ParallelConfig(data=2, tensor=2)
+    got = A.read_params_on_layout(tmp_path / "lm", MODEL, pcfg)
+    wq = got["layers"]["attn"]["wq"]
+    assert wq.sharding.spec == compute_param_specs(MODEL, pcfg)["layers"]["attn"]["wq"]
+    assert "tensor" in str(wq.sharding.spec) and len(wq.sharding.device_set) == 4
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), got, params)
+    got_rm = A.read_params_on_layout(tmp_path / "rm", MODEL, pcfg, A._reward_axes(MODEL))
+    assert got_rm["reward_head"]["kernel"].shape == (MODEL.d_model, 3)
+    assert len(got_rm["embed"]["embedding"].sharding.device_set) == 4
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), got_rm, rm)
+
+
 def test_on_the_fly_reference_refuses_a_large_model_before_loading_it(files, tmp_path):
     data = C.PreferenceData(paths=(files["pairs"],), tokenizer=files["tok"])
     big = C.nemotron4_15b(num_layers=2)  # 2 layers of the 15B shape: ~3.7 GiB of fp32 weights

@@ -35,6 +35,14 @@ def _train_part(state: TrainState) -> dict:
     return {f: getattr(state, f) for f in _TRAIN_FIELDS}
 
 
+def shape_tree(meta: Any) -> Any:
+    """orbax array metadata (a tree, or an object holding one) -> a tree of jax.ShapeDtypeStruct."""
+    for attr in ("item_metadata", "tree"):
+        meta = getattr(meta, attr, meta)
+    return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), meta,
+                        is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
+
+
 def _abstract(tree: Any) -> Any:
     """ShapeDtypeStructs (keeping shardings) for a tree of arrays or ShapeDtypeStructs."""
     return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=getattr(a, "sharding", None)), tree)
@@ -48,7 +56,10 @@ class Checkpointer:
         self.directory = Path(directory).absolute()
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save,
                                                create=not read_only, read_only=read_only)
-        self._mgr = ocp.CheckpointManager(self.directory, options=options)
+        # handlers named up front, so a fresh (e.g. read-only) manager can read item metadata before any restore
+        handlers = dict(params=ocp.StandardCheckpointHandler(), train=ocp.StandardCheckpointHandler(),
+                        data=ocp.JsonCheckpointHandler(), meta=ocp.JsonCheckpointHandler())
+        self._mgr = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
     def latest_step(self) -> Optional[int]:
         return self._mgr.latest_step()
@@ -86,13 +97,15 @@ class Checkpointer:
         """Just the parameters of `step`, laid out like `target` (default: every array on the first device)."""
         step = self._require_step(step)
         if target is None:
-            meta = self._mgr.item_metadata(step)["params"]
-            tree = getattr(meta, "tree", meta)
             device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-            target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree,
-                                  is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
+            target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                                  self.params_shapes(step))
         got = self._mgr.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(_abstract(target))))
         return got.params
+
+    def params_shapes(self, step: Optional[int] = None) -> Params:
+        """ShapeDtypeStructs of `step`'s parameters, read from the checkpoint's metadata (no array is loaded)."""
+        return shape_tree(self._mgr.item_metadata(self._require_step(step))["params"])
 
     def _require_step(self, step: Optional[int]) -> int:
         step = self.latest_step() if step is None else step

@@ -198,6 +198,25 @@ def batch_spec(batch_axis: int = 1) -> PartitionSpec:
     return PartitionSpec(*([None] * batch_axis), (DATA, FSDP))
 
 
+def layout_shardings(cfg: ModelConfig, pcfg: ParallelConfig, *, devices: Optional[Sequence[jax.Device]] = None,
+                     param_logical_axes: Optional[Params] = None) -> tuple[Mesh, Params]:
+    """(mesh, NamedSharding per parameter) of a layout: the forward's parameter layout (RULES on logical names)."""
+    if devices is None:
+        devices = jax.devices()[:layout_devices(pcfg, jax.device_count())]
+    mesh = make_mesh(pcfg, devices)
+    specs = compute_param_specs(cfg, pcfg, param_logical_axes)
+    return mesh, jax.tree.map(lambda spec: NamedSharding(mesh, spec), specs,
+                              is_leaf=lambda x: isinstance(x, PartitionSpec))
+
+
+def layout_target(shapes: Params, cfg: ModelConfig, pcfg: ParallelConfig, *,
+                  param_logical_axes: Optional[Params] = None) -> Params:
+    """`shapes` (ShapeDtypeStructs, e.g. `checkpoint.params_io.params_shapes`) with the layout's shardings: a
+    restore target, so each process reads only its own shards of a checkpoint."""
+    _, shardings = layout_shardings(cfg, pcfg, param_logical_axes=param_logical_axes)
+    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), shapes, shardings)
+
+
 def sharded_apply(fn: Callable[[Params, dict], jax.Array], params: Params, cfg: ModelConfig, pcfg: ParallelConfig,
                   *, rows: int, seq_len: int, devices: Optional[Sequence[jax.Device]] = None,
                   param_logical_axes: Optional[Params] = None) -> Callable[[dict], jax.Array]:
@@ -212,11 +231,8 @@ def sharded_apply(fn: Callable[[Params, dict], jax.Array], params: Params, cfg: 
     if devices is None:
         devices = jax.devices()[:layout_devices(pcfg, jax.device_count())]
     validate(cfg, pcfg, num_devices=len(devices), batch=rows, seq_len=seq_len)
-    mesh = make_mesh(pcfg, devices)
-    shardings = jax.tree.map(lambda spec: NamedSharding(mesh, spec),
-                             compute_param_specs(cfg, pcfg, param_logical_axes),
-                             is_leaf=lambda x: isinstance(x, PartitionSpec))
-    placed = jax.device_put(params, shardings)
+    mesh, shardings = layout_shardings(cfg, pcfg, devices=devices, param_logical_axes=param_logical_axes)
+    placed = jax.device_put(params, shardings)  # a no-op for parameters read straight into these (layout_target)
     rows_sharding = NamedSharding(mesh, batch_spec(batch_axis=0))
     jitted = jax.jit(fn, in_shardings=(shardings, rows_sharding), out_shardings=NamedSharding(mesh, PartitionSpec()))
 

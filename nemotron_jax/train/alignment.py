@@ -40,6 +40,7 @@ from nemotron_jax.losses.preference import (REWARD_KINDS, chosen_sft_term, prefe
                                             response_logratio)
 from nemotron_jax.losses.reward import bradley_terry_loss, label_mask, regression_loss
 from nemotron_jax.model import heads
+from nemotron_jax.checkpoint.params_io import params_shapes, read_params
 from nemotron_jax.parallel.mesh import layout_devices
 from nemotron_jax.train.tasks import Task, model_forward, next_token_loss, register_task
 
@@ -409,16 +410,22 @@ def cached_reference_logps(ref_params: Params, cfg: ModelConfig, table: PairTabl
 # ---- rewards from a reward model -------------------------------------------------------------------------------
 
 
-def load_checkpoint_params(path: str | os.PathLike) -> Params:
-    """Parameters from a params-only folder (model_config.json beside params) or a training run/checkpoint dir."""
-    path = Path(path)
-    if (path / "model_config.json").exists():
-        from nemotron_jax.checkpoint.params_io import load_params as load_param_folder
+def read_params_on_layout(path: str | os.PathLike, cfg: ModelConfig, parallel: Optional[ParallelConfig] = None,
+                          logical_axes: Optional[Callable[[Params], Params]] = None) -> Params:
+    """`path`'s parameters (either folder kind). On a multi-device layout they are restored straight into its
+    shardings (each process reads its own shards; no host or device ever holds a 340B model whole).
+    `logical_axes(shapes)` names the axes of trees other than the LM's (the reward model's)."""
+    if parallel is None or layout_devices(parallel, jax.device_count()) == 1:
+        return read_params(path)
+    from nemotron_jax.parallel.training import layout_target
 
-        return load_param_folder(path)[1]
-    from nemotron_jax.checkpoint.manager import load_params
+    shapes = params_shapes(path)
+    axes = logical_axes(shapes) if logical_axes else None
+    return read_params(path, target=layout_target(shapes, cfg, parallel, param_logical_axes=axes))
 
-    return load_params(path)
+
+def _reward_axes(cfg: ModelConfig) -> Callable[[Params], Params]:
+    return lambda shapes: heads.reward_logical_axes(cfg, shapes["reward_head"]["bias"].shape[0])
 
 
 def score_pairs(rm_params: Params, rm_cfg: ModelConfig, tok: Any, pairs: Sequence[chat.PreferencePair],
@@ -454,9 +461,10 @@ def preference_pairs(exp: Experiment, tok: Any) -> list[chat.PreferencePair]:
         if not data.reward_model:
             raise ConfigError(f"loss kind {exp.loss.kind!r} needs rewards: {len(missing)} pairs in {data.paths} have "
                               f"no chosen_reward/rejected_reward; add them or set data.reward_model")
-        rm_params = load_checkpoint_params(data.reward_model)
-        scored = score_pairs(rm_params, _rm_config(data.reward_model, exp.model), tok, [pairs[i] for i in missing],
-                             data.reward_weights, parallel=exp.parallel, batch_size=_step_rows(exp))
+        rm_cfg = _rm_config(data.reward_model, exp.model)
+        rm_params = read_params_on_layout(data.reward_model, rm_cfg, exp.parallel, _reward_axes(rm_cfg))
+        scored = score_pairs(rm_params, rm_cfg, tok, [pairs[i] for i in missing], data.reward_weights,
+                             parallel=exp.parallel, batch_size=_step_rows(exp))
         for i, p in zip(missing, scored):
             pairs[i] = p
     return pairs
@@ -465,7 +473,7 @@ def preference_pairs(exp: Experiment, tok: Any) -> list[chat.PreferencePair]:
 def reference_params(exp: Experiment) -> Params:
     """The frozen reference: the run's starting point (init_from), else the same fresh init the loop makes."""
     if exp.init_from:
-        return load_checkpoint_params(exp.init_from)
+        return read_params_on_layout(exp.init_from, exp.model, exp.parallel)
     return M.init_params(exp.model, jax.random.key(exp.seed))
 
 
@@ -597,7 +605,7 @@ def reward_init(exp: Experiment, num_attributes: int, lm_init_from: Optional[str
 
     The LM is read here, once, outside any jit (the loop may trace `init`); `init` only attaches a new head.
     """
-    lm = load_checkpoint_params(lm_init_from) if lm_init_from else None
+    lm = read_params(lm_init_from) if lm_init_from else None
 
     def init(rng: jax.Array) -> Params:
         if lm is not None:

@@ -24,12 +24,13 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import jax
 import numpy as np
 
-from nemotron_jax.checkpoint.manager import Checkpointer, PreemptionFlag, load_params
+from nemotron_jax.checkpoint.manager import Checkpointer, PreemptionFlag
+from nemotron_jax.checkpoint.params_io import read_params
 from nemotron_jax.config import ConfigError, Experiment
 from nemotron_jax.train.metrics import MetricsLogger, plot_loss
 from nemotron_jax.train.optim import make_optimizer
@@ -71,15 +72,6 @@ def next_batch(data: DataIterator, accum: int) -> dict[str, np.ndarray]:
     return {k: np.stack([m[k] for m in micro]) for k in micro[0]}
 
 
-def _init_from(path: str) -> Any:
-    """Parameters of a training checkpoint (any of its folders) or a parameters-only folder (params_io)."""
-    if (Path(path) / "model_config.json").exists():
-        from nemotron_jax.checkpoint.params_io import load_params as load_param_folder
-
-        return load_param_folder(path)[1]
-    return load_params(path)
-
-
 def _start_state(exp: Experiment, runtime: Runtime, ckpt: Checkpointer,
                  data: DataIterator) -> tuple[TrainState, int]:
     """(state, consumed samples): resumed from the newest checkpoint, or from init_from, or fresh."""
@@ -87,8 +79,8 @@ def _start_state(exp: Experiment, runtime: Runtime, ckpt: Checkpointer,
         state, data_state, meta = ckpt.restore(runtime.abstract_state())
         data.set_state(data_state)
         return state, int(meta["consumed_samples"])
-    if exp.init_from is not None:
-        return runtime.state_from(_init_from(exp.init_from)), 0
+    if exp.init_from is not None:  # restored straight into the step's shardings: no host or device holds it all
+        return runtime.state_from(read_params(exp.init_from, target=runtime.abstract_state().params)), 0
     return runtime.fresh_state(jax.random.key(exp.seed)), 0
 
 
