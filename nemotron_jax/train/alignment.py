@@ -600,19 +600,23 @@ def run_rpo(exp: Experiment, **run_kw: Any) -> list[Any]:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def reward_init(exp: Experiment, num_attributes: int, lm_init_from: Optional[str]) -> Callable[[jax.Array], Params]:
-    """Fresh reward params: the LM checkpoint's trunk + a new head, or a random trunk when no LM is given.
+def reward_init(exp: Experiment, num_attributes: int) -> Callable[[jax.Array], Params]:
+    """A fresh reward model: random trunk + head (also the tree's shapes when the run starts from an LM)."""
+    return lambda rng: heads.init_reward_params(exp.model, rng, num_attributes)
 
-    The LM is read here, once, outside any jit (the loop may trace `init`); `init` only attaches a new head.
-    """
-    lm = read_params(lm_init_from) if lm_init_from else None
 
-    def init(rng: jax.Array) -> Params:
-        if lm is not None:
-            return heads.reward_params_from_lm(lm, exp.model, rng, num_attributes)
-        return heads.init_reward_params(exp.model, rng, num_attributes)
+def reward_start(exp: Experiment, num_attributes: int,
+                 lm_init_from: Optional[str]) -> Optional[Callable[[jax.Array], Params]]:
+    """`Task.start_params` for a reward model initialised from an LM: the checkpoint's trunk, read straight into the
+    run's layout outside any jit, plus a new head. None without an LM."""
+    if not lm_init_from:
+        return None
 
-    return init
+    def start(rng: jax.Array) -> Params:
+        lm = read_params_on_layout(lm_init_from, exp.model, exp.parallel)
+        return heads.reward_params_from_lm(lm, exp.model, rng, num_attributes)
+
+    return start
 
 
 def reward_row(ids: np.ndarray, seq_len: int, pad_id: int) -> dict[str, np.ndarray]:
@@ -669,7 +673,8 @@ def reward_regression_task(exp: Experiment) -> Task:
         batch = chat.stack_rows([reward_row(ids[i], exp.batch.seq_len, tok.pad_id) for i in idx])
         return {**batch, "labels": labels[idx]}
 
-    return Task(init_params=reward_init(exp, loss.num_attributes, loss.lm_init_from),
+    return Task(init_params=reward_init(exp, loss.num_attributes),
+                start_params=reward_start(exp, loss.num_attributes, loss.lm_init_from),
                 logical_axes=lambda: heads.reward_logical_axes(exp.model, loss.num_attributes),
                 loss_fn=regression_loss_fn(exp.model, hidden_forward(exp)),
                 data_iterator=lambda **kw: ExampleIterator(len(ids), make_batch, seed=exp.seed,
@@ -715,7 +720,8 @@ def bradley_terry_task(exp: Experiment) -> Task:
             batch["margin"] = table.chosen_reward[idx] - table.rejected_reward[idx]
         return batch
 
-    return Task(init_params=reward_init(exp, loss.num_attributes, loss.lm_init_from),
+    return Task(init_params=reward_init(exp, loss.num_attributes),
+                start_params=reward_start(exp, loss.num_attributes, loss.lm_init_from),
                 logical_axes=lambda: heads.reward_logical_axes(exp.model, loss.num_attributes),
                 loss_fn=bt_loss_fn(exp.model, loss, hidden_forward(exp)),
                 data_iterator=_pair_iterator(table, exp, tok.pad_id, make=make))

@@ -72,15 +72,18 @@ def next_batch(data: DataIterator, accum: int) -> dict[str, np.ndarray]:
     return {k: np.stack([m[k] for m in micro]) for k in micro[0]}
 
 
-def _start_state(exp: Experiment, runtime: Runtime, ckpt: Checkpointer,
+def _start_state(exp: Experiment, task: Task, runtime: Runtime, ckpt: Checkpointer,
                  data: DataIterator) -> tuple[TrainState, int]:
-    """(state, consumed samples): resumed from the newest checkpoint, or from init_from, or fresh."""
+    """(state, consumed samples): resumed from the newest checkpoint, or from init_from, or the task's starting
+    weights, or fresh."""
     if exp.checkpoint.resume and ckpt.latest_step() is not None:
         state, data_state, meta = ckpt.restore(runtime.abstract_state())
         data.set_state(data_state)
         return state, int(meta["consumed_samples"])
     if exp.init_from is not None:  # restored straight into the step's shardings: no host or device holds it all
         return runtime.state_from(read_params(exp.init_from, target=runtime.abstract_state().params)), 0
+    if task.start_params is not None:
+        return runtime.state_from(task.start_params(jax.random.key(exp.seed))), 0
     return runtime.fresh_state(jax.random.key(exp.seed)), 0
 
 
@@ -122,7 +125,7 @@ def run(exp: Experiment, *, task: Optional[Task] = None, stop_after: Optional[in
     run_dir = Path(exp.out_dir)
     ckpt = Checkpointer(exp.checkpoint.dir or run_dir / "checkpoints", keep=exp.checkpoint.keep,
                         async_save=exp.checkpoint.async_save)
-    state, consumed = _start_state(exp, runtime, ckpt, data)
+    state, consumed = _start_state(exp, task, runtime, ckpt, data)
     step = int(state.step)
     logger = MetricsLogger(run_dir, exp.logging, model=exp.model, seq_len=exp.batch.seq_len, total_steps=total,
                            start_step=step, num_devices=runtime.num_devices)
