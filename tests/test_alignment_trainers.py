@@ -305,24 +305,34 @@ def test_reward_regression_learns_to_rank(files, tmp_path):
 
 
 def test_reward_model_from_an_lm_starts_from_its_trunk_on_a_sharded_layout(files, tmp_path):
-    """lm_init_from: the LM's trunk is read straight into the run's layout (not closed over by a jitted init, which
-    would make a 340B trunk a program constant) and trained from; the new head has the seed's init."""
+    """lm_init_from: the LM's trunk is read straight into the training state's layout and dtype (a bf16 LM becomes
+    fp32 masters), not closed over by a jitted init (which would make a 340B trunk a program constant), and
+    trained from; the new head has the seed's init."""
     from nemotron_jax.checkpoint.params_io import save_params
+    from nemotron_jax.train.optim import make_optimizer
+    from nemotron_jax.train.runtime import make_runtime
 
-    lm = A.M.init_params(MODEL, jax.random.key(9))
+    lm = jax.tree.map(lambda x: x.astype(jnp.bfloat16), A.M.init_params(MODEL, jax.random.key(9)))
     save_params(tmp_path / "lm", lm, MODEL)
     data = C.HelpSteerData(paths=(files["rated"],), tokenizer=files["tok"])
     exp = _exp(tmp_path, data, C.RewardRegression(lm_init_from=str(tmp_path / "lm")), steps=1, lr=0.0, rows=8,
                parallel=C.ParallelConfig(data=2, tensor=2))
     exp = exp.replace(batch=C.BatchConfig(global_batch=8, seq_len=SEQ, micro_batch=4))
-    res = run(exp)
-    got = res.state.params
-    assert len(got["layers"]["attn"]["wq"].sharding.device_set) == 4
-    for k in heads.TRUNK_KEYS:  # lr 0: the trunk is still exactly the LM's
-        jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), got[k], lm[k])
-    init_program = jax.jit(make_task(exp).init_params).lower(jax.random.key(0)).as_text()
+    task = make_task(exp)
+    runtime = make_runtime(exp)
+    runtime.build(task, make_optimizer(exp.optim, lambda _: 0.0))
+    target = runtime.abstract_state().params
+    start = task.start_params(jax.random.key(exp.seed), target)
+    for k in heads.TRUNK_KEYS:
+        jax.tree.map(lambda a, t: (a.sharding == t.sharding and a.dtype == t.dtype == jnp.float32) or
+                     pytest.fail(f"{k}: {a.sharding} {a.dtype} vs {t.sharding} {t.dtype}"), start[k], target[k])
+    init_program = jax.jit(task.init_params).lower(jax.random.key(0)).as_text()
     constants = [len(c) // 2 for c in re.findall(r'dense<"0x([0-9A-Fa-f]+)"', init_program)]
-    assert max(constants, default=0) < lm["embed"]["embedding"].nbytes // 8  # no LM weights baked in
+    assert max(constants, default=0) < lm["embed"]["embedding"].nbytes // 4  # no LM weights baked in
+    got = run(exp).state.params
+    for k in heads.TRUNK_KEYS:  # lr 0: the trunk is still exactly the LM's
+        jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b, np.float32)),
+                     got[k], lm[k])
     want_head = heads.init_head(MODEL, jax.random.key(exp.seed), 5)
     np.testing.assert_allclose(np.asarray(got["reward_head"]["kernel"]), np.asarray(want_head["kernel"]),
                                rtol=1e-6)

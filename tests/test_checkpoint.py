@@ -132,6 +132,16 @@ def test_sharded_run_resumes_on_one_device(rows_file, tmp_path, uninterrupted):
     np.testing.assert_allclose([r["loss"] for r in got], [r["loss"] for r in want], rtol=1e-5)
 
 
+def test_sharded_run_resumes_sharded(rows_file, tmp_path, uninterrupted):
+    """Preempted on a data=2 x tensor=2 mesh, resumed on the same mesh: the run goes on as if never stopped."""
+    layout = C.ParallelConfig(data=2, tensor=2)
+    first = run(experiment(rows_file, tmp_path, parallel=layout), stop_after=2)
+    resumed = run(experiment(rows_file, tmp_path, parallel=layout), stop_after=4)
+    assert [r["step"] for r in resumed.records] == [3, 4] and resumed.runtime.num_devices == 4
+    got = first.records + resumed.records
+    np.testing.assert_allclose([r["loss"] for r in got], [r["loss"] for r in uninterrupted.records[:4]], rtol=1e-5)
+
+
 @pytest.mark.slow
 def test_resume_with_the_grain_pipeline_sees_the_same_batches(tmp_path):
     """TextData (toy-world blend -> tokenize -> pack -> grain): a crashed-and-resumed run == an uninterrupted one."""

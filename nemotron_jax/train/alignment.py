@@ -400,10 +400,15 @@ def cached_reference_logps(ref_params: Params, cfg: ModelConfig, table: PairTabl
         return np.load(path)
     logps = reference_logps(ref_params, cfg, table, seq_len=seq_len, pad_id=pad_id, batch_size=batch_size,
                             parallel=parallel)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, logps)
-    os.replace(tmp, path)  # atomic: a crashed writer never leaves a half cache
+    if jax.process_index() == 0:  # every process computed the same numbers; one writes them
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
+        np.save(tmp, logps)
+        os.replace(tmp, path)  # atomic: a crashed writer never leaves a half cache
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("reference log-probs written")
     return logps
 
 
@@ -470,11 +475,23 @@ def preference_pairs(exp: Experiment, tok: Any) -> list[chat.PreferencePair]:
     return pairs
 
 
-def reference_params(exp: Experiment) -> Params:
-    """The frozen reference: the run's starting point (init_from), else the same fresh init the loop makes."""
+def reference_params(exp: Experiment, *, on_layout: bool = True) -> Params:
+    """The frozen reference: the run's starting point (init_from), else the same fresh init the loop makes.
+
+    `on_layout`: placed on the run's layout, for the cached (sharded) reference pass. The in-step reference is a
+    whole copy per process instead: the step closes over it, and a closed-over array spread over several hosts
+    cannot become a program constant.
+    """
     if exp.init_from:
-        return read_params_on_layout(exp.init_from, exp.model, exp.parallel)
-    return M.init_params(exp.model, jax.random.key(exp.seed))
+        if on_layout:
+            return read_params_on_layout(exp.init_from, exp.model, exp.parallel)
+        return read_params(exp.init_from)
+    init = lambda: M.init_params(exp.model, jax.random.key(exp.seed))  # noqa: E731
+    if on_layout and layout_devices(exp.parallel, jax.device_count()) > 1:
+        from nemotron_jax.parallel.training import layout_shardings
+
+        return jax.jit(init, out_shardings=layout_shardings(exp.model, exp.parallel)[1])()
+    return init()
 
 
 def _pair_iterator(table: PairTable, exp: Experiment, pad_id: int, extra: Optional[dict] = None,
@@ -563,7 +580,7 @@ def preference_task(exp: Experiment) -> Task:
     _check_on_the_fly_size(exp)
     tok = load_tokenizer(exp.data.tokenizer)
     table = encode_pairs(tok, preference_pairs(exp, tok), exp.batch.seq_len)
-    ref = reference_params(exp)
+    ref = reference_params(exp, on_layout=loss.reference == "cached")
     extra, loss_ref = None, ref
     if loss.reference == "cached":
         cache = loss.ref_cache_dir or os.path.join(exp.out_dir, "reference_logps")
@@ -606,14 +623,23 @@ def reward_init(exp: Experiment, num_attributes: int) -> Callable[[jax.Array], P
 
 
 def reward_start(exp: Experiment, num_attributes: int,
-                 lm_init_from: Optional[str]) -> Optional[Callable[[jax.Array], Params]]:
-    """`Task.start_params` for a reward model initialised from an LM: the checkpoint's trunk, read straight into the
-    run's layout outside any jit, plus a new head. None without an LM."""
+                 lm_init_from: Optional[str]) -> Optional[Callable[[jax.Array, Params], Params]]:
+    """`Task.start_params` for a reward model initialised from an LM: the checkpoint's trunk, read outside any jit
+    straight into the training state's layout and dtype (`target`), plus a new head. None without an LM."""
     if not lm_init_from:
         return None
 
-    def start(rng: jax.Array) -> Params:
-        lm = read_params_on_layout(lm_init_from, exp.model, exp.parallel)
+    def start(rng: jax.Array, target: Params) -> Params:
+        shapes = params_shapes(lm_init_from)  # the LM's tree: the trunk, and an lm_head that is read and dropped
+        if layout_devices(exp.parallel, jax.device_count()) > 1:
+            from nemotron_jax.parallel.training import layout_target
+
+            lm_target = layout_target(shapes, exp.model, exp.parallel)
+        else:
+            device = jax.tree.leaves(target)[0].sharding
+            lm_target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device), shapes)
+        lm_target.update({k: target[k] for k in heads.TRUNK_KEYS})
+        lm = read_params(lm_init_from, target=lm_target)
         return heads.reward_params_from_lm(lm, exp.model, rng, num_attributes)
 
     return start

@@ -83,7 +83,7 @@ def _start_state(exp: Experiment, task: Task, runtime: Runtime, ckpt: Checkpoint
     if exp.init_from is not None:  # restored straight into the step's shardings: no host or device holds it all
         return runtime.state_from(read_params(exp.init_from, target=runtime.abstract_state().params)), 0
     if task.start_params is not None:
-        return runtime.state_from(task.start_params(jax.random.key(exp.seed))), 0
+        return runtime.state_from(task.start_params(jax.random.key(exp.seed), runtime.abstract_state().params)), 0
     return runtime.fresh_state(jax.random.key(exp.seed)), 0
 
 

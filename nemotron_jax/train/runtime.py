@@ -122,7 +122,8 @@ class Sharded:
             return self._create(params)
 
     def abstract_state(self) -> TrainState:
-        shapes = jax.eval_shape(self.training.init_fn, jax.random.key(0))
+        with self.training.activate():  # the mesh is set out here: init_fn sets it itself, which tracing refuses
+            shapes = jax.eval_shape(self.training.init_jit, jax.random.key(0))
         return _with_shardings(shapes, self.training.state_shardings)
 
     def put_batch(self, batch: dict[str, np.ndarray]) -> Any:

@@ -56,10 +56,11 @@ class Task:
     data_iterator: Callable[..., DataIterator]
     # Logical axis names of the task's parameter tree, for sharded runs; None = the LM's (model.logical_axes).
     logical_axes: Callable[[], Params] | None = None
-    # Starting weights built from a checkpoint (e.g. a reward model from an LM's trunk): `start_params(rng)`
-    # returns them, already placed on the run's layout, for a fresh run without exp.init_from. `init_params` then
-    # only has to give the tree's shapes: weights closed over inside a jitted init would become program constants.
-    start_params: Callable[[jax.Array], Params] | None = None
+    # Starting weights built from a checkpoint (e.g. a reward model from an LM's trunk), for a fresh run without
+    # exp.init_from: `start_params(rng, target)` returns them, read into `target` (the training state's abstract
+    # params: shapes, dtypes, shardings). `init_params` then only has to give the tree's shapes: weights closed
+    # over inside a jitted init would become program constants.
+    start_params: Callable[[jax.Array, Params], Params] | None = None
 
 
 TASKS: dict[type, Callable[[Experiment], Task]] = {}
