@@ -99,13 +99,16 @@ class ModelConfig:
     def _cudnn_applies(self) -> bool:
         return self.dtype in CUDNN_DTYPES and self.head_dim % 8 == 0 and self.head_dim <= 256
 
-    def attention_core(self, backend: str) -> str:
-        """The attention core this config runs on `backend` ("cpu", "gpu", ...). "auto" is cuDNN's flash kernel
-        on a GPU when it applies (half-precision compute, head dim a multiple of 8 up to 256: measured 1.6x the
-        XLA core's train step on an H200, BENCHMARKS.md), else the einsum reference."""
+    def attention_core(self, backend: str, compute_capability: Optional[str] = None) -> str:
+        """The attention core this config runs on `backend` ("cpu", "gpu", ...) with a GPU of `compute_capability`
+        (default "9.0", Hopper, what the cluster plans assume). "auto" is cuDNN's flash kernel where JAX offers it
+        (half-precision compute; Ampere or later; head dim a multiple of 8, at most 128 before Hopper and 256 from
+        it): measured 1.6x the XLA core's train step on an H200 (BENCHMARKS.md). Elsewhere the einsum reference."""
         if self.attention_impl != "auto":
             return self.attention_impl
-        return "cudnn" if backend == "gpu" and self._cudnn_applies() else "xla"
+        cc = float(compute_capability or "9.0")
+        fits = cc >= 8.0 and self.head_dim <= (256 if cc >= 9.0 else 128)
+        return "cudnn" if backend == "gpu" and self._cudnn_applies() and fits else "xla"
 
     def replace(self, **kw: Any) -> "ModelConfig":
         return dataclasses.replace(self, **kw)

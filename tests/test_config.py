@@ -43,6 +43,9 @@ def test_auto_attention_is_cudnn_only_on_a_gpu_where_it_applies():
     assert big.replace(dtype="float32").attention_core("gpu") == "xla"  # cuDNN's kernel is half precision only
     assert C.toy_tiny(dtype="bfloat16").attention_core("gpu") == "xla"  # head_dim 12
     assert big.replace(attention_impl="fused").attention_core("gpu") == "fused"
+    assert big.attention_core("gpu", "8.0") == "xla"  # head_dim 192: cuDNN's kernel takes it from Hopper on
+    assert C.nemotron4_15b().attention_core("gpu", "8.0") == "cudnn"  # head_dim 128 runs on an A100
+    assert C.nemotron4_15b().attention_core("gpu", "7.5") == "xla"  # no flash kernel before Ampere
 
 
 def test_parallel_config_validation():

@@ -7,6 +7,7 @@ default) picks cuDNN on a GPU where it applies, else `xla` (`ModelConfig.attenti
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import flax.linen as nn
@@ -68,6 +69,12 @@ def fused_attention(q: Float[Array, "B N T H"], k: Float[Array, "B K S H"], v: F
     return jnp.swapaxes(out, 1, 2)
 
 
+@functools.cache
+def _compute_capability() -> Optional[str]:
+    """The default device's CUDA compute capability ("9.0" on an H100/H200), None off NVIDIA GPUs."""
+    return getattr(jax.devices()[0], "compute_capability", None)
+
+
 def _project(x: Float[Array, "B T D"], w: Float[Array, "D N H"]) -> Float[Array, "B N T H"]:
     """Heads-first projection. One token per row (decode) runs as a plain [B, D] @ [D, N*H]: the heads-first
     einsum there made XLA CPU transpose the weight on every decode step (a copy of every projection matrix)."""
@@ -99,7 +106,7 @@ class Attention(nn.Module):
         q = apply_rope(q, positions, cfg.rotary_dim, cfg.rope_base, heads_first=True)
         k = apply_rope(k, positions, cfg.rotary_dim, cfg.rope_base, heads_first=True)
 
-        core = cfg.attention_core(jax.default_backend())
+        core = cfg.attention_core(jax.default_backend(), _compute_capability())
         if cache is not None:
             k, v, cache = write_cache(cache, k, v, cache_ctx["write_index"])
             mask = cache_mask(positions, cache_ctx["slot_positions"])
