@@ -240,3 +240,21 @@ def test_checkpoint_folders_load(tmp_path, params):
     assert loaded["lm_head"]["kernel"].shape == (cfg.d_model, cfg.vocab_size)
     with pytest.raises(SystemExit, match="--preset"):
         load_model(str(tmp_path), None, False)
+
+
+def test_serving_a_checkpoint_on_a_mesh_reads_it_shard_by_shard(tmp_path, params):
+    """--tensor 2 --data 2: the checkpoint is restored straight into the serving layout (not whole on one device
+    first), and the sharded sampler answers as the one-device one does."""
+    from nemotron_jax.checkpoint.params_io import save_params
+    from nemotron_jax.inference.server import load_model, serving_mesh
+
+    save_params(tmp_path / "ckpt", params, CFG)
+    mesh, pcfg = serving_mesh(tensor=2, data=2)
+    cfg, loaded = load_model(str(tmp_path / "ckpt"), None, False, parallel=pcfg)
+    wq = loaded["layers"]["attn"]["wq"]
+    assert len(wq.sharding.device_set) == 4 and "tensor" in str(wq.sharding.spec)
+    sp = SamplingParams(max_new_tokens=6, temperature=0.0)
+    prompt = [TOK.encode("Hello", bos=True)]
+    sharded = Sampler(loaded, cfg, tokenizer=TOK, chunk=4, mesh=mesh, parallel=pcfg).generate(prompt, sp)
+    plain = Sampler(params, CFG, tokenizer=TOK, chunk=4).generate(prompt, sp)
+    assert sharded[0][0].token_ids == plain[0][0].token_ids

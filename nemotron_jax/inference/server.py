@@ -177,8 +177,11 @@ def make_server(service: InferenceService, host: str = "127.0.0.1", port: int = 
 # ------------------------------------------------------------------------------------------------------------
 
 
-def load_model(checkpoint: Optional[str], preset: Optional[str], random_init: bool, seed: int = 0):
-    """(ModelConfig, params) from a checkpoint folder or a preset with random weights."""
+def load_model(checkpoint: Optional[str], preset: Optional[str], random_init: bool, seed: int = 0,
+               parallel: Any = None):
+    """(ModelConfig, params) from a checkpoint folder or a preset with random weights. With `parallel` (the serving
+    layout, `serving_mesh`), a params-only folder or training checkpoint is restored straight into its shardings:
+    no host or device holds the whole model."""
     import jax
 
     from nemotron_jax.config import model_preset
@@ -193,19 +196,25 @@ def load_model(checkpoint: Optional[str], preset: Optional[str], random_init: bo
     if not checkpoint:
         raise SystemExit("give --checkpoint DIR, or --preset NAME --random-init for a smoke test")
     path = Path(checkpoint)
-    if (path / "model_config.json").exists():
-        from nemotron_jax.checkpoint.params_io import load_params
-
-        return load_params(path)
-    if (path / "config.json").exists():
+    if (path / "config.json").exists() and not (path / "model_config.json").exists():
         from nemotron_jax.checkpoint.hf import load_hf_folder
 
         return load_hf_folder(path)
-    if not preset:
-        raise SystemExit(f"{checkpoint}: a training checkpoint does not record the model shape; add --preset NAME")
-    from nemotron_jax.checkpoint.manager import load_params as load_train_params
+    if (path / "model_config.json").exists():
+        from nemotron_jax.checkpoint.params_io import load_model_config
 
-    return model_preset(preset), load_train_params(path)
+        cfg = load_model_config(path)
+    elif preset:
+        cfg = model_preset(preset)
+    else:
+        raise SystemExit(f"{checkpoint}: a training checkpoint does not record the model shape; add --preset NAME")
+    from nemotron_jax.checkpoint.params_io import params_shapes, read_params
+
+    if parallel is None:
+        return cfg, read_params(path)
+    from nemotron_jax.parallel.training import layout_target
+
+    return cfg, read_params(path, target=layout_target(params_shapes(path), cfg, parallel))
 
 
 def load_tokenizer_for(path: Optional[str], checkpoint: Optional[str], vocab_size: int):
@@ -286,10 +295,10 @@ def serving_mesh(tensor: int, data: int):
 def cli_main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg, params = load_model(args.checkpoint, args.preset, args.random_init, args.seed)
+    mesh, pcfg = serving_mesh(args.tensor, args.data)
+    cfg, params = load_model(args.checkpoint, args.preset, args.random_init, args.seed, parallel=pcfg)
     tokenizer = load_tokenizer_for(args.tokenizer, args.checkpoint, cfg.vocab_size)
     name = args.model_name or (args.preset if args.random_init else Path(args.checkpoint).name)
-    mesh, pcfg = serving_mesh(args.tensor, args.data)
     service = build_service(cfg, params, tokenizer, name, max_rows=args.max_batch, max_wait_ms=args.batch_wait_ms,
                             chunk=args.decode_chunk, mesh=mesh, parallel=pcfg)
     server = make_server(service, args.host, args.port)
