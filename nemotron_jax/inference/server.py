@@ -301,6 +301,7 @@ def cli_main(argv: Optional[Sequence[str]] = None) -> int:
     name = args.model_name or (args.preset if args.random_init else Path(args.checkpoint).name)
     service = build_service(cfg, params, tokenizer, name, max_rows=args.max_batch, max_wait_ms=args.batch_wait_ms,
                             chunk=args.decode_chunk, mesh=mesh, parallel=pcfg)
+    del params  # the sampler keeps its own (per-layer) copy: holding the loaded one too would double the memory
     server = make_server(service, args.host, args.port)
     stopping = threading.Event()
 
