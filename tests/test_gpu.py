@@ -170,8 +170,8 @@ def optax_global_norm(tree):
 
 
 def test_cudnn_cached_decode_matches_its_full_forward(gpu):
-    """Prefill + one-token decode steps through the cache with the cuDNN core: each step's logits are the full
-    forward's at that position (bf16 tolerance)."""
+    """A cuDNN prefill (fresh cache: attention over the prompt with the fused core) + one-token decode steps
+    through the keys-last cache: each step's logits are the full forward's at that position (bf16 tolerance)."""
     cfg = BF16_CFG.replace(attention_impl="cudnn")
     params = init_params(cfg, jax.random.key(6))
     rng = np.random.default_rng(6)
@@ -181,7 +181,8 @@ def test_cudnn_cached_decode_matches_its_full_forward(gpu):
     def cached(params, seq):
         cache = init_cache(cfg, 2, 64)
         pos = jnp.broadcast_to(jnp.arange(p), (2, p))
-        first, cache = forward_cached(params, seq[:, :p], cfg, cache, positions=pos, write_index=jnp.zeros(2, int))
+        first, cache = forward_cached(params, seq[:, :p], cfg, cache, positions=pos, write_index=jnp.zeros(2, int),
+                                      fresh=True)
         steps = []
         for i in range(p, seq.shape[1]):
             lg, cache = forward_cached(params, seq[:, i:i + 1], cfg, cache, positions=jnp.full((2, 1), i),

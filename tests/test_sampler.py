@@ -84,6 +84,30 @@ def test_cached_decode_matches_full_forward_logits_ragged(params):
             np.testing.assert_allclose(np.asarray(step_logits[i][r]), full[n + i], rtol=1e-5, atol=1e-5)
 
 
+def test_fresh_prefill_reads_only_the_prompt_and_fills_the_same_cache(params):
+    """fresh=True (the sampler's prefill) attends to the new tokens instead of all cache slots: for ragged,
+    right-padded prompts the logits at every real position and the whole cache (keys stored keys-last) are those
+    of the general path."""
+    b, p, slots = len(PROMPTS), 8, 16
+    toks = np.zeros((b, p), np.int32)
+    for i, x in enumerate(PROMPTS):
+        toks[i, :len(x)] = x
+    pos = np.where(toks > 0, np.arange(p)[None], -1)
+    assert (pos == -1).any()  # padding keys must stay invisible in both paths
+
+    def run(fresh):
+        fn = jax.jit(lambda prm, c: forward_cached(prm, jnp.asarray(toks), CFG, c, positions=jnp.asarray(pos),
+                                                   write_index=jnp.zeros(b, jnp.int32), fresh=fresh))
+        return fn(params, init_cache(CFG, b, slots))
+
+    (want, want_cache), (got, got_cache) = run(False), run(True)
+    real = pos >= 0
+    np.testing.assert_allclose(np.asarray(got)[real], np.asarray(want)[real], rtol=1e-5, atol=1e-5)
+    assert got_cache["layers"][0]["k"].shape == (b, CFG.num_kv_heads, CFG.head_dim, slots)
+    for g, w in zip(jax.tree.leaves(got_cache), jax.tree.leaves(want_cache)):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-6)
+
+
 def test_greedy_equals_stepwise_argmax_of_forward(params, sampler):
     got = sampler.generate(PROMPTS, SamplingParams(max_new_tokens=NEW, temperature=0.0, ignore_eos=True))
     for prompt, (c,) in zip(PROMPTS, got):
@@ -275,7 +299,7 @@ def test_sharded_tensor_and_data_equals_single_device(params):
         np.testing.assert_allclose(g.logprobs, w.logprobs, atol=1e-5)
     batch = DecodeBatch(sharded)
     batch.admit(sharded.rows_for(PROMPTS[:1], sp), [(None, 0)])
-    spec = batch.state["cache"]["layers"][0]["k"].sharding.spec  # [B, K, S, H]
+    spec = batch.state["cache"]["layers"][0]["k"].sharding.spec  # keys [B, K, H, S]
     assert "data" in np.atleast_1d(spec[0]) and spec[1] == "tensor"
     with pytest.raises(ValueError, match="pipeline"):
         Sampler(params, CFG, mesh=make_mesh(ParallelConfig(data=2, pipeline=2), jax.devices()[:4]))

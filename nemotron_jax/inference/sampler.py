@@ -1,8 +1,8 @@
 """KV-cache sampling: one compiled prefill and one compiled decode chunk serve a whole (ragged) batch.
 
     rows  = prompts x n samples, right-padded to P (prompt padding has position -1: an empty cache slot)
-    cache = init_cache(cfg, B, S)                         # per layer k/v [B, K, S, H]; S >= len_b + max_new_b
-    prefill: forward_cached(prompts, write_index=0)      -> sample token 0 from each row's last prompt logit
+    cache = init_cache(cfg, B, S)          # per layer keys [B, K, H, S], values [B, K, S, H]; S >= len_b + max_new_b
+    prefill: forward_cached(prompts, write_index=0, fresh) -> sample token 0 from each row's last prompt logit
     repeat (host) until every row is done:
         decode_chunk: lax.while_loop over up to `chunk` steps, all rows in lock-step:
             row b feeds its token j-1 at position (= cache slot) len_b + j - 1  -> sample its token j
@@ -196,9 +196,9 @@ def _sharded(rules: Optional[tuple]):
 def _shard_state(state: dict) -> dict:
     """Rows over the batch axes, the KV cache's kv heads over tensor (a no-op without rules in scope)."""
     out = {key: shard(v, (BATCH,) + (None,) * (v.ndim - 1)) for key, v in state.items() if key != "cache"}
-    kv = (BATCH, ACT_KV_HEADS, CACHE_LENGTH, None)  # [B, K, S, H]
+    keys, values = (BATCH, ACT_KV_HEADS, None, CACHE_LENGTH), (BATCH, ACT_KV_HEADS, CACHE_LENGTH, None)
     cache = state["cache"]
-    out["cache"] = {"layers": tuple({"k": shard(c["k"], kv), "v": shard(c["v"], kv)} for c in cache["layers"]),
+    out["cache"] = {"layers": tuple({"k": shard(c["k"], keys), "v": shard(c["v"], values)} for c in cache["layers"]),
                     "slot_positions": shard(cache["slot_positions"], (BATCH, CACHE_LENGTH))}
     return out
 
@@ -218,7 +218,8 @@ def _prefill(params: Params, cfg: ModelConfig, prompts: Array, lengths: Array, r
     positions = jnp.where(idx < lengths[:, None], idx, -1)
     cache = init_cache(cfg, b, cache_len)
     logits, cache = forward_cached(params, prompts, cfg, cache, positions=positions,
-                                   write_index=jnp.zeros((b,), jnp.int32), logits_index=jnp.maximum(lengths - 1, 0))
+                                   write_index=jnp.zeros((b,), jnp.int32), logits_index=jnp.maximum(lengths - 1, 0),
+                                   fresh=True)
     row = dict(row)
     row["keys"] = _row_keys(row.pop("seeds"), row.pop("sample_index"))
     state = {**row, "cache": cache, "lengths": lengths,
@@ -280,8 +281,12 @@ def resize_state(state: dict, batch: int, cache_len: int, budget: int, k: int,
                 old = state.get(key, jnp.zeros(state["tokens"].shape + (0,), dt))
                 out[key] = grow(key, old, (batch, budget, k))
         cache = state["cache"]
-        out["cache"] = {"layers": tuple({n: grow(n, c[n], (batch, c[n].shape[1], cache_len, c[n].shape[3]))
-                                         for n in ("k", "v")} for c in cache["layers"]),
+        def cache_shape(name: str, a: Array) -> tuple:  # keys [B, K, H, S], values [B, K, S, H]
+            _, kv, x, y = a.shape
+            return (batch, kv, x, cache_len) if name == "k" else (batch, kv, cache_len, y)
+
+        out["cache"] = {"layers": tuple({n: grow(n, c[n], cache_shape(n, c[n])) for n in ("k", "v")}
+                                        for c in cache["layers"]),
                         "slot_positions": grow("slot_positions", cache["slot_positions"], (batch, cache_len))}
         return _shard_state(out)
 

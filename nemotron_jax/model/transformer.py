@@ -219,17 +219,19 @@ def unstack_layers(params: Params) -> Params:
 
 
 def init_cache(cfg: ModelConfig, batch: int, length: int, dtype: Optional[str] = None) -> dict:
-    """An empty GQA-sized cache: per layer k/v [B, K, S, H] (heads-first, as attention reads them) and the slot
-    positions [B, S] (-1 = empty) that every layer shares."""
+    """An empty GQA-sized cache: per layer keys [B, K, H, S] (keys-last, as `cached_attention` reads them) and
+    values [B, K, S, H], and the slot positions [B, S] (-1 = empty) that every layer shares."""
     dt = jnp.dtype(dtype or cfg.dtype)
-    shape = (batch, cfg.num_kv_heads, length, cfg.head_dim)
-    return {"layers": tuple({"k": jnp.zeros(shape, dt), "v": jnp.zeros(shape, dt)} for _ in range(cfg.num_layers)),
+    b, kv, h = batch, cfg.num_kv_heads, cfg.head_dim
+    return {"layers": tuple({"k": jnp.zeros((b, kv, h, length), dt), "v": jnp.zeros((b, kv, length, h), dt)}
+                            for _ in range(cfg.num_layers)),
             "slot_positions": jnp.full((batch, length), -1, jnp.int32)}
 
 
 def forward_cached(params: Params, tokens: Int[Array, "B T"], cfg: ModelConfig, cache: dict, *,
                    positions: Int[Array, "B T"], write_index: Int[Array, "B"],
-                   logits_index: Optional[Int[Array, "B"]] = None) -> tuple[Float[Array, "B T V"], dict]:
+                   logits_index: Optional[Int[Array, "B"]] = None, fresh: bool = False
+                   ) -> tuple[Float[Array, "B T V"], dict]:
     """Run T new tokens per row against the cache, writing their K/V at slot `write_index[b]` onwards.
 
     A token with position -1 (padding) is written as an empty slot, so nothing ever attends to it.
@@ -237,13 +239,15 @@ def forward_cached(params: Params, tokens: Int[Array, "B T"], cfg: ModelConfig, 
     just the last prompt token's, and the [B, T, V] output matmul would cost more than the whole trunk).
     The layers run as an unrolled loop over per-layer weights and per-layer cache buffers, so each buffer is
     updated in place (no scan restacking the cache); pass `unstack_layers(params)` to avoid slicing weights.
+    `fresh=True` says the cache is empty and write_index is 0 (a prefill): attention then reads only the T new
+    tokens, not all S slots, with whichever core the config picks (the cache itself is read with `xla` einsums).
     """
 
     def put(row_pos, new_pos, start):
         return jax.lax.dynamic_update_slice_in_dim(row_pos, new_pos, start, axis=0)
 
     slot_positions = jax.vmap(put)(cache["slot_positions"], positions.astype(jnp.int32), write_index)
-    ctx = {"write_index": write_index, "slot_positions": slot_positions}
+    ctx = {"write_index": write_index, "slot_positions": slot_positions, "fresh": fresh}
     layers = unstack_layers(params)["layers"]
     x = Embed(cfg).apply({"params": params["embed"]}, tokens)
     pos = jnp.maximum(positions, 0)
