@@ -9,7 +9,7 @@ from nemotron_jax import config as C
 from nemotron_jax.inference.byte_tokenizer import ByteTokenizer
 from nemotron_jax.inference.decode_batch import DecodeBatch
 from nemotron_jax.inference.sampler import (Sampler, SamplingParams, bucket, filter_logits, find_stop,
-                                            sample_tokens)
+                                            first_argmax, sample_tokens)
 from nemotron_jax.model import forward, forward_cached, init_cache, init_params
 
 CFG = C.toy_tiny(vocab_size=300, max_seq_len=64)
@@ -106,6 +106,15 @@ def test_fresh_prefill_reads_only_the_prompt_and_fills_the_same_cache(params):
     assert got_cache["layers"][0]["k"].shape == (b, CFG.num_kv_heads, CFG.head_dim, slots)
     for g, w in zip(jax.tree.leaves(got_cache), jax.tree.leaves(want_cache)):
         np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-6)
+
+
+def test_first_argmax_is_argmax_with_ties_to_the_first():
+    ninf = -np.inf
+    logits = jnp.asarray([[1, 3, 3, 0], [ninf, ninf, 2, 2], [5, 5, 5, 5], [np.nan, 1, 2, 0]], jnp.float32)
+    assert first_argmax(logits).tolist()[:3] == [1, 2, 0]
+    assert 0 <= int(first_argmax(logits)[3]) < 4  # a NaN row still gives a vocabulary id
+    x = jax.random.normal(jax.random.key(3), (16, 300))
+    assert first_argmax(x).tolist() == jnp.argmax(x, axis=-1).tolist()
 
 
 def test_greedy_equals_stepwise_argmax_of_forward(params, sampler):

@@ -130,10 +130,19 @@ def filter_logits(logits: Float[Array, "B V"], temperature: Float[Array, "B"], t
     return jnp.where(keep, sorted_logits, -jnp.inf), order
 
 
+def first_argmax(logits: Float[Array, "B V"]) -> Int[Array, "B"]:
+    """jnp.argmax over the vocabulary (the first maximal index) as a max pass and a min pass: XLA CPU runs
+    argmax's joint (value, index) reduction ~3x slower (bench-cpu decode: 0.15 of a 5.5 ms step)."""
+    v = logits.shape[-1]
+    top = jnp.max(logits, axis=-1, keepdims=True)
+    idx = jnp.min(jnp.where(logits == top, jax.lax.broadcasted_iota(jnp.int32, logits.shape, 1), v), axis=-1)
+    return jnp.minimum(idx, v - 1)  # a NaN row matches nothing: stay a valid id
+
+
 def sample_tokens(logits: Float[Array, "B V"], keys: Array, temperature: Float[Array, "B"], top_k: Int[Array, "B"],
                   top_p: Float[Array, "B"]) -> Int[Array, "B"]:
     """Greedy where temperature == 0, else a draw from the filtered distribution with each row's own key."""
-    greedy = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    greedy = first_argmax(logits)
 
     sampled = temperature > 0
     filters = sampled & ((top_k > 0) | (top_p < 1.0))
@@ -156,12 +165,14 @@ def sample_tokens(logits: Float[Array, "B V"], keys: Array, temperature: Float[A
 
 
 def _token_logprobs(logits: Float[Array, "B V"], tokens: Int[Array, "B"], k: int):
-    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    chosen = jnp.take_along_axis(logp, tokens[:, None], axis=-1)[:, 0]
+    """log-softmax at the chosen token (and the top k), without materialising the [B, V] log-softmax."""
+    logits = logits.astype(jnp.float32)
+    lse = jax.nn.logsumexp(logits, axis=-1)
+    chosen = jnp.take_along_axis(logits, tokens[:, None], axis=-1)[:, 0] - lse
     if k == 0:
         return chosen, None, None
-    top_vals, top_ids = jax.lax.top_k(logp, k)
-    return chosen, top_ids.astype(jnp.int32), top_vals
+    top_vals, top_ids = jax.lax.top_k(logits, k)
+    return chosen, top_ids.astype(jnp.int32), top_vals - lse[:, None]
 
 
 def _select_and_record(state: dict, logits: Float[Array, "B V"], k: int) -> dict:
