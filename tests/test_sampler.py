@@ -108,6 +108,20 @@ def test_fresh_prefill_reads_only_the_prompt_and_fills_the_same_cache(params):
         np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-6)
 
 
+def test_half_step_buckets_fit_the_padded_prompt(params, sampler):
+    """33 prompt tokens + 2 new: prompt and cache both bucket to 48 slots (a 1.5x power of two, not 64), and the
+    tokens are the full forward's greedy ones."""
+    prompt, sp = list(range(40, 73)), SamplingParams(max_new_tokens=2, temperature=0.0, ignore_eos=True)
+    batch = DecodeBatch(sampler)
+    batch.admit(sampler.rows_for([prompt], sp), [(None, 0)])
+    assert batch.state["cache"]["slot_positions"].shape[1] == 48
+    ((c,),) = sampler.generate([prompt], sp)
+    seq = list(prompt)
+    for _ in range(2):
+        seq.append(int(np.argmax(_padded_logits(params, seq, width=64)[len(seq) - 1])))
+    assert c.token_ids == seq[len(prompt):]
+
+
 def test_first_argmax_is_argmax_with_ties_to_the_first():
     ninf = -np.inf
     logits = jnp.asarray([[1, 3, 3, 0], [ninf, ninf, 2, 2], [5, 5, 5, 5], [np.nan, 1, 2, 0]], jnp.float32)
@@ -288,6 +302,9 @@ def test_context_overflow_and_bad_params_fail_clearly(sampler):
 def test_buckets_and_find_stop():
     assert [bucket(n, 1) for n in (1, 2, 3, 5, 8, 9)] == [1, 2, 4, 8, 8, 16]
     assert bucket(3, 16) == 16 and bucket(40, 16, 48) == 48 and bucket(60, 16, 48) == 60
+    assert [bucket(n, 16, halves=True) for n in (3, 17, 24, 25, 33, 48, 49, 192, 193)] == [16, 24, 24, 32, 48, 48,
+                                                                                          64, 192, 256]
+    assert bucket(100, 16, 120, halves=True) == 120 and bucket(130, 16, 120, halves=True) == 130
     assert find_stop("abcXYdefX", ["X", "de"]) == 3 and find_stop("abc", ["z"]) == -1
 
 

@@ -55,7 +55,10 @@ class DecodeBatch:
     def _sizes(self, rows: Sequence[Row]) -> tuple[int, int, int]:
         """(cache slots, token budget, top-logprobs width) that rows need."""
         s, ctx = self.s, self.s.cfg.max_seq_len
-        cache_len = bucket(max(len(r.prompt) + r.params.max_new_tokens for r in rows), s.min_prompt_bucket, ctx)
+        # Cache slots in finer steps than the other sizes: every decode step reads all of them (bench-cpu batch 32:
+        # 192 slots instead of 256 made a 64 + 128 token generation 3% faster).
+        cache_len = bucket(max(len(r.prompt) + r.params.max_new_tokens for r in rows), s.min_prompt_bucket, ctx,
+                           halves=True)
         budget = bucket(max(r.params.max_new_tokens for r in rows), s.min_budget_bucket, ctx)
         return cache_len, budget, top_logprobs_bucket(max(r.params.logprobs or 0 for r in rows))
 
@@ -98,7 +101,8 @@ class DecodeBatch:
     def _prefill(self, rows: Sequence[Row], cache_len: int, budget: int, k: int) -> dict:
         s = self.s
         b = s.batch_bucket(len(rows))
-        p = bucket(max(len(r.prompt) for r in rows), s.min_prompt_bucket, s.cfg.max_seq_len)
+        # halves as for the cache, which must hold the whole padded prompt (bucket is monotone: P <= cache_len)
+        p = bucket(max(len(r.prompt) for r in rows), s.min_prompt_bucket, s.cfg.max_seq_len, halves=True)
         prompts = np.full((b, p), s.cfg.pad_id, np.int32)
         lengths = np.ones(b, np.int32)
         for i, r in enumerate(rows):

@@ -322,9 +322,12 @@ def take_rows(state: dict, rows: Int[Array, "b"], rules: Optional[tuple] = None)
 # ------------------------------------------------------------------------------------------------------------
 
 
-def bucket(n: int, minimum: int, maximum: Optional[int] = None) -> int:
-    """The next power of two >= n (at least `minimum`, at most `maximum` when given and n fits)."""
+def bucket(n: int, minimum: int, maximum: Optional[int] = None, *, halves: bool = False) -> int:
+    """The next power of two >= n (at least `minimum`, at most `maximum` when given and n fits). With `halves`,
+    1.5x powers of two count too (16, 24, 32, 48, ...): twice the shapes, half the average padding."""
     size = max(minimum, 1 << max(0, (n - 1).bit_length()))
+    if halves and size >= 4 and size * 3 // 4 >= max(n, minimum):
+        size = size * 3 // 4
     return max(n, min(size, maximum)) if maximum is not None else size
 
 
