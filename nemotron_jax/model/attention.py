@@ -75,12 +75,15 @@ def _compute_capability() -> Optional[str]:
     return getattr(jax.devices()[0], "compute_capability", None)
 
 
-def _project(x: Float[Array, "B T D"], w: Float[Array, "D N H"]) -> Float[Array, "B N T H"]:
-    """Heads-first projection. One token per row (decode) runs as a plain [B, D] @ [D, N*H]: the heads-first
-    einsum there made XLA CPU transpose the weight on every decode step (a copy of every projection matrix)."""
+def _project(x: Float[Array, "B T D"], w: Float[Array, "D N H"], plain: bool) -> Float[Array, "B N T H"]:
+    """Heads-first projection. `plain` (inference: decode steps and prefills) runs it as [B*T, D] @ [D, N*H] and
+    moves the heads in front of the result: the heads-first einsum made XLA CPU copy (transpose) the weight on
+    every call (decode step 11.0 -> 8.2 ms when one-token steps went plain; prefill q projection 2.0 + 0.7 ms copy).
+    Training keeps the einsum (its attention measured 20% faster with heads-first operands)."""
     b, t, d = x.shape
-    if t == 1:
-        return (x.reshape(b, d) @ w.reshape(d, -1)).reshape(b, w.shape[1], 1, w.shape[2])
+    if plain:
+        y = (x.reshape(b * t, d) @ w.reshape(d, -1)).reshape(b, t, w.shape[1], w.shape[2])
+        return y.reshape(b, w.shape[1], 1, w.shape[2]) if t == 1 else y.transpose(0, 2, 1, 3)
     return jnp.einsum("BTD,DNH->BNTH", x, w)
 
 
@@ -100,9 +103,10 @@ class Attention(nn.Module):
                         (d, kv, h))
         wo = self.param("wo", nn.with_logical_partitioning(out_init(cfg), (HEADS, HEAD_DIM, EMBED)), (n, h, d))
         xd = x.astype(dt)
-        q = shard(_project(xd, wq.astype(dt)), (BATCH, ACT_HEADS, ATTN_LENGTH, None))
-        k = shard(_project(xd, wk.astype(dt)), (BATCH, ACT_KV_HEADS, ATTN_LENGTH, None))
-        v = shard(_project(xd, wv.astype(dt)), (BATCH, ACT_KV_HEADS, ATTN_LENGTH, None))
+        plain = cache is not None or x.shape[1] == 1
+        q = shard(_project(xd, wq.astype(dt), plain), (BATCH, ACT_HEADS, ATTN_LENGTH, None))
+        k = shard(_project(xd, wk.astype(dt), plain), (BATCH, ACT_KV_HEADS, ATTN_LENGTH, None))
+        v = shard(_project(xd, wv.astype(dt), plain), (BATCH, ACT_KV_HEADS, ATTN_LENGTH, None))
         q = apply_rope(q, positions, cfg.rotary_dim, cfg.rope_base, heads_first=True)
         k = apply_rope(k, positions, cfg.rotary_dim, cfg.rope_base, heads_first=True)
 
@@ -121,9 +125,10 @@ class Attention(nn.Module):
             else:
                 out = cached_attention(q, k_t, v_all, cache_mask(positions, cache_ctx["slot_positions"]))
         out = shard(out, (BATCH, ACT_HEADS, ATTN_LENGTH, None))
-        if x.shape[1] == 1:  # decode: [B, N*H] @ [N*H, D], as for _project
-            b = x.shape[0]
-            return (out.reshape(b, n * h) @ wo.astype(dt).reshape(n * h, d)).reshape(b, 1, d), cache
+        b, t = x.shape[:2]
+        if plain:  # [B*T, N*H] @ [N*H, D], as in _project
+            out = out.reshape(b, n * h) if t == 1 else out.transpose(0, 2, 1, 3).reshape(b * t, n * h)
+            return (out @ wo.astype(dt).reshape(n * h, d)).reshape(b, t, d), cache
         return jnp.einsum("BNTH,NHD->BTD", out, wo.astype(dt)), cache
 
 
