@@ -84,10 +84,12 @@ def test_cached_decode_matches_full_forward_logits_ragged(params):
             np.testing.assert_allclose(np.asarray(step_logits[i][r]), full[n + i], rtol=1e-5, atol=1e-5)
 
 
-def test_fresh_prefill_reads_only_the_prompt_and_fills_the_same_cache(params):
+@pytest.mark.parametrize("cache_dtype", ["float32", "bfloat16"])
+def test_fresh_prefill_reads_only_the_prompt_and_fills_the_same_cache(params, cache_dtype):
     """fresh=True (the sampler's prefill) attends to the new tokens instead of all cache slots: for ragged,
     right-padded prompts the logits at every real position and the whole cache (keys stored keys-last) are those
-    of the general path."""
+    of the general path, also when the cache holds K/V in a lower precision than the compute (bf16 under fp32: the
+    fresh path must attend to the K/V as the cache rounds them)."""
     b, p, slots = len(PROMPTS), 8, 16
     toks = np.zeros((b, p), np.int32)
     for i, x in enumerate(PROMPTS):
@@ -98,7 +100,7 @@ def test_fresh_prefill_reads_only_the_prompt_and_fills_the_same_cache(params):
     def run(fresh):
         fn = jax.jit(lambda prm, c: forward_cached(prm, jnp.asarray(toks), CFG, c, positions=jnp.asarray(pos),
                                                    write_index=jnp.zeros(b, jnp.int32), fresh=fresh))
-        return fn(params, init_cache(CFG, b, slots))
+        return fn(params, init_cache(CFG, b, slots, dtype=cache_dtype))
 
     (want, want_cache), (got, got_cache) = run(False), run(True)
     real = pos >= 0

@@ -10,8 +10,8 @@
         host: detokenize rows that have stop strings, mark the ones that hit one done; stream deltas
 
 The host loop lives in decode_batch.py, where rows may also join and leave between chunks (continuous batching).
-Batch B, prompt length P, cache length S and the token budget N are bucketed to powers of two, so varied requests
-reuse a handful of compiled programs. Every row has its own PRNG key (fold_in(seed, sample index), then
+Batch B and the token budget N are bucketed to powers of two, prompt length P and cache length S also to 1.5x
+powers of two (every step reads all S slots), so varied requests reuse a handful of compiled programs. Every row has its own PRNG key (fold_in(seed, sample index), then
 fold_in(token index)), so a seeded row gives the same tokens whatever else shares its batch and whenever it joined.
 Per-token log-probs are the model's (log-softmax of the raw logits, before temperature/top-k/top-p), as OpenAI-
 compatible servers report them.
