@@ -219,7 +219,7 @@ def unstack_layers(params: Params) -> Params:
 
 
 def init_cache(cfg: ModelConfig, batch: int, length: int, dtype: Optional[str] = None) -> dict:
-    """An empty GQA-sized cache: per layer keys [B, K, H, S] (keys-last, as `cached_attention` reads them) and
+    """An empty GQA-sized cache: per layer keys [B, K, H, S] (keys-last, as decode attention reads them) and
     values [B, K, S, H], and the slot positions [B, S] (-1 = empty) that every layer shares."""
     dt = jnp.dtype(dtype or cfg.dtype)
     b, kv, h = batch, cfg.num_kv_heads, cfg.head_dim
