@@ -10,7 +10,7 @@ from nemotron_jax.inference.byte_tokenizer import ByteTokenizer
 from nemotron_jax.inference.decode_batch import DecodeBatch
 from nemotron_jax.inference.sampler import (Sampler, SamplingParams, bucket, filter_logits, find_stop,
                                             first_argmax, sample_tokens)
-from nemotron_jax.model import forward, forward_cached, init_cache, init_params
+from nemotron_jax.model import forward, forward_cached, fuse_qkv, init_cache, init_params
 
 CFG = C.toy_tiny(vocab_size=300, max_seq_len=64)
 PROMPTS = [[5, 17, 99, 250, 3 + 7, 41, 8], [120, 121], [9, 10, 11, 12, 13]]  # ragged on purpose
@@ -54,9 +54,17 @@ def _reference_greedy(params, prompt, steps):
     return seq[len(prompt):]
 
 
-def test_cached_decode_matches_full_forward_logits_ragged(params):
+@pytest.mark.parametrize("layout", ["stacked", "fused"])
+def test_cached_decode_matches_full_forward_logits_ragged(params, layout):
     """Prefill right-padded ragged prompts, then feed a fixed continuation one token at a time into slots after the
-    padding gap (as the sampler does): every position's logits equal the full forward's (fp32)."""
+    padding gap (as the sampler does): every position's logits equal the full forward's (fp32). `fused` runs the
+    serving layout (one wqkv projection per layer, split into q, k, v) against the full forward of the originals."""
+    full_params = params
+    if layout == "fused":
+        params = fuse_qkv(params)
+        assert set(params["layers"][0]["attn"]) == {"wqkv", "wo"}
+        assert params["layers"][0]["attn"]["wqkv"].shape == (CFG.d_model, CFG.num_heads + 2 * CFG.num_kv_heads,
+                                                             CFG.head_dim)
     cont = [[7, 8, 9, 10], [11, 12, 13, 14], [15, 16, 17, 18]]
     b, p = len(PROMPTS), 8
     lens = np.array([len(x) for x in PROMPTS], np.int32)
@@ -77,7 +85,7 @@ def test_cached_decode_matches_full_forward_logits_ragged(params):
         lg, cache = _cached_step(params, tok, cache, jnp.asarray(lens + i)[:, None], jnp.full((b,), p + i, jnp.int32))
         step_logits.append(lg[:, 0])
     for r in range(b):
-        full = _padded_logits(params, PROMPTS[r] + cont[r])
+        full = _padded_logits(full_params, PROMPTS[r] + cont[r])
         n = lens[r]
         np.testing.assert_allclose(np.asarray(prefill_logits[r, :n]), full[:n], rtol=1e-5, atol=1e-5)
         for i in range(4):

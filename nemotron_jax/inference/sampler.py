@@ -11,8 +11,10 @@
 
 The host loop lives in decode_batch.py, where rows may also join and leave between chunks (continuous batching).
 Batch B and the token budget N are bucketed to powers of two, prompt length P and cache length S also to 1.5x
-powers of two (every step reads all S slots), so varied requests reuse a handful of compiled programs. Every row has its own PRNG key (fold_in(seed, sample index), then
-fold_in(token index)), so a seeded row gives the same tokens whatever else shares its batch and whenever it joined.
+powers of two (every step reads all S slots), so varied requests reuse a handful of compiled programs. Every row
+has its own PRNG key (fold_in(seed, sample index), then fold_in(token index)), so a seeded row gives the same tokens
+whatever else shares its batch and whenever it joined. Unsharded, the weights are served with each layer's q/k/v
+projections fused into one matrix (`serving_params`).
 Per-token log-probs are the model's (log-softmax of the raw logits, before temperature/top-k/top-p), as OpenAI-
 compatible servers report them.
 """
@@ -33,7 +35,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from nemotron_jax.config import ModelConfig, ParallelConfig
-from nemotron_jax.model import forward_cached, init_cache, logical_axes, unstack_layers
+from nemotron_jax.model import forward_cached, fuse_qkv, init_cache, logical_axes, unstack_layers
 from nemotron_jax.parallel.axes import ACT_KV_HEADS, BATCH, CACHE_LENGTH, shard
 
 Params = dict[str, Any]
@@ -437,10 +439,11 @@ class _RowTracker:
         return Delta(index, new_ids, piece, self.finish)
 
 
-def serving_params(params: Params, cfg: ModelConfig) -> Params:
-    """Params as decoding wants them: layers split (`unstack_layers`) and, under a low-precision compute dtype,
-    matrices stored in it (the model casts them to it anyway; stored so, a step reads half the bytes)."""
-    params = unstack_layers(params)
+def serving_params(params: Params, cfg: ModelConfig, *, fused: bool = True) -> Params:
+    """Params as decoding wants them: layers split (`unstack_layers`), with `fused` each layer's q/k/v projections
+    as one matrix (`fuse_qkv`; unsharded serving only), and under a low-precision compute dtype matrices stored in
+    it (the model casts them to it anyway; stored so, a step reads half the bytes)."""
+    params = fuse_qkv(params) if fused else unstack_layers(params)
     dt = jnp.dtype(cfg.dtype)
     if dt == jnp.float32:
         return params
@@ -464,7 +467,7 @@ class Sampler:
         self.rules, self.min_batch = None, 1
         if mesh is not None:
             params = self._place(params, mesh, parallel)
-        self.params = serving_params(params, cfg)
+        self.params = serving_params(params, cfg, fused=mesh is None)  # tensor sharding splits q/k/v by heads
 
     def _place(self, params: Params, mesh: Any, parallel: Optional[ParallelConfig]) -> Params:
         """Check the layout, then put every parameter on the mesh as RULES say."""

@@ -99,17 +99,22 @@ class Attention(nn.Module):
                  cache_ctx: Optional[dict] = None) -> tuple[Float[Array, "B T D"], Optional[dict]]:
         cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
         d, n, kv, h = cfg.d_model, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        wq = self.param("wq", nn.with_logical_partitioning(weight_init(cfg), (EMBED, HEADS, HEAD_DIM)), (d, n, h))
-        wk = self.param("wk", nn.with_logical_partitioning(weight_init(cfg), (EMBED, KV_HEADS, HEAD_DIM)),
-                        (d, kv, h))
-        wv = self.param("wv", nn.with_logical_partitioning(weight_init(cfg), (EMBED, KV_HEADS, HEAD_DIM)),
-                        (d, kv, h))
         wo = self.param("wo", nn.with_logical_partitioning(out_init(cfg), (HEADS, HEAD_DIM, EMBED)), (n, h, d))
         xd = x.astype(dt)
         plain = cache is not None or x.shape[1] == 1
-        q = shard(_project(xd, wq.astype(dt), plain), (BATCH, ACT_HEADS, ATTN_LENGTH, None))
-        k = shard(_project(xd, wk.astype(dt), plain), (BATCH, ACT_KV_HEADS, ATTN_LENGTH, None))
-        v = shard(_project(xd, wv.astype(dt), plain), (BATCH, ACT_KV_HEADS, ATTN_LENGTH, None))
+        if self.has_variable("params", "wqkv"):  # the serving layout (fuse_qkv): one projection, then split
+            qkv = _project(xd, self.get_variable("params", "wqkv").astype(dt), plain)
+            q, k, v = qkv[:, :n], qkv[:, n:n + kv], qkv[:, n + kv:]
+        else:
+            wq = self.param("wq", nn.with_logical_partitioning(weight_init(cfg), (EMBED, HEADS, HEAD_DIM)), (d, n, h))
+            wk = self.param("wk", nn.with_logical_partitioning(weight_init(cfg), (EMBED, KV_HEADS, HEAD_DIM)),
+                            (d, kv, h))
+            wv = self.param("wv", nn.with_logical_partitioning(weight_init(cfg), (EMBED, KV_HEADS, HEAD_DIM)),
+                            (d, kv, h))
+            q, k, v = (_project(xd, w.astype(dt), plain) for w in (wq, wk, wv))
+        q = shard(q, (BATCH, ACT_HEADS, ATTN_LENGTH, None))
+        k = shard(k, (BATCH, ACT_KV_HEADS, ATTN_LENGTH, None))
+        v = shard(v, (BATCH, ACT_KV_HEADS, ATTN_LENGTH, None))
         q = apply_rope(q, positions, cfg.rotary_dim, cfg.rope_base, heads_first=True)
         k = apply_rope(k, positions, cfg.rotary_dim, cfg.rope_base, heads_first=True)
 
