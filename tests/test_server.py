@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -86,6 +87,9 @@ def test_completions_n_logprobs_usage(client, reference):
     assert r.choices[0].logprobs.token_logprobs == pytest.approx(want[0].logprobs)
     assert 1 <= len(r.choices[0].logprobs.top_logprobs[0]) <= 2  # a dict keyed by text: equal texts merge
     assert r.usage.prompt_tokens == 6 and r.usage.completion_tokens == sum(len(w.token_ids) for w in want)
+    again = client.completions.create(model=NAME, prompt="Hello", max_tokens=1)
+    assert re.fullmatch(r"cmpl-[0-9a-f]{24}", r.id) and re.fullmatch(r"cmpl-[0-9a-f]{24}", again.id)
+    assert again.id != r.id
 
 
 def test_text_prompts_start_with_bos_unless_add_special_tokens_is_false(client, params):
@@ -189,6 +193,41 @@ def test_concurrent_clients_are_batched_and_correct(server, client, reference):
     after = _raw(server, "GET", "/health")[1]
     assert after["batches"] - before["batches"] < 12  # requests shared device batches
     assert after["max_rows_in_batch"] > 1
+
+
+def test_connection_threads_are_reused_grow_under_load_and_retire_when_idle():
+    """The server's connection threads: a connection after another reuses the idle thread, simultaneous ones each
+    get a thread (none waits for another to finish), and idle threads exit after idle_s while new work still runs."""
+    from nemotron_jax.inference.server import _ConnectionThreads
+
+    pool = _ConnectionThreads(idle_s=0.3)
+    seen, done = [], threading.Semaphore(0)
+
+    def job(gate=None):
+        seen.append(threading.current_thread())  # the object: a finished thread's ident may be reused
+        if gate is not None:
+            assert gate.wait(10)
+        done.release()
+
+    for _ in range(3):  # one at a time: the same thread each time
+        pool.submit(job)
+        assert done.acquire(timeout=10)
+        time.sleep(0.02)
+    assert len(set(seen)) == 1
+    gate, seen[:] = threading.Event(), []
+    for _ in range(6):  # all blocked at once: six threads, or this would deadlock
+        pool.submit(job, gate)
+    deadline = time.time() + 10
+    while len(seen) < 6 and time.time() < deadline:
+        time.sleep(0.01)
+    assert len(set(seen)) == 6
+    gate.set()
+    for _ in range(6):
+        assert done.acquire(timeout=10)
+    time.sleep(1.0)  # every thread idle past idle_s: all gone
+    assert not any(t.is_alive() for t in seen)
+    pool.submit(job)
+    assert done.acquire(timeout=10)
 
 
 def test_sigterm_finishes_in_flight_request_then_exits(tmp_path):

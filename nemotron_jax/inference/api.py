@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import queue
 import threading
@@ -138,6 +139,7 @@ class InferenceService:
         self.engine, self.reward_fn = engine, reward_fn
         self._exclusive = run_exclusive or (engine.run_exclusive if engine is not None else None)
         self._lock = threading.Lock()
+        self._id_base, self._id_count = uuid.uuid4().hex[:12], itertools.count()
         self.created = int(time.time())
 
     # ---- routes -------------------------------------------------------------------------------------------------
@@ -264,7 +266,7 @@ class InferenceService:
         return _Prepared(rows, prompts, params, stream, bool(opts.get("include_usage", False)))
 
     def _respond(self, prep: _Prepared, kind: str, prefix: str) -> dict | Iterator[dict]:
-        rid = f"{prefix}-{uuid.uuid4().hex[:24]}"
+        rid = f"{prefix}-{self._id_base}{next(self._id_count):012x}"  # unique per process, no uuid4 per request
         if prep.stream:
             return self._stream(prep, kind, rid)
         results = self.engine.generate(prep.rows)
