@@ -84,6 +84,25 @@ def test_fresh_init_norms_are_identity_and_stds_follow_config(params):
 # ------------------------------------------------------------------ pieces against numpy
 
 
+# First element of each matrix from init_params(toy_tiny, key 0), as recorded when the recipe results in README.md
+# were produced. Flax draws each parameter's key in declaration order, so reordering `self.param` calls silently
+# re-initialises every model (and changes every recorded run); regenerate only for a deliberate change or a
+# jax/flax upgrade that changes key derivation.
+INIT_FIRST = {("embed", "embedding"): -0.0313066393, ("layers", "attn", "wq"): 0.0017455628,
+              ("layers", "attn", "wk"): 0.0984654203, ("layers", "attn", "wv"): 0.0055244048,
+              ("layers", "attn", "wo"): 0.0025895776, ("layers", "mlp", "w_up"): 0.0396818332,
+              ("layers", "mlp", "w_down"): 0.0169345308, ("lm_head", "kernel"): 0.0914013088}
+
+
+def test_init_is_the_recorded_one():
+    p = init_params(C.toy_tiny(), jax.random.key(0))
+    for path, want in INIT_FIRST.items():
+        leaf = p
+        for k in path:
+            leaf = leaf[k]
+        assert float(np.asarray(leaf).ravel()[0]) == pytest.approx(want, abs=1e-8), path
+
+
 def test_layer_norm_1p_against_numpy():
     rng = np.random.default_rng(0)
     x, w, b = rng.standard_normal((3, 5, 16)), rng.standard_normal(16), rng.standard_normal(16)

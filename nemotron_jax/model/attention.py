@@ -99,18 +99,20 @@ class Attention(nn.Module):
                  cache_ctx: Optional[dict] = None) -> tuple[Float[Array, "B T D"], Optional[dict]]:
         cfg, dt = self.cfg, jnp.dtype(self.cfg.dtype)
         d, n, kv, h = cfg.d_model, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        wo = self.param("wo", nn.with_logical_partitioning(out_init(cfg), (HEADS, HEAD_DIM, EMBED)), (n, h, d))
-        xd = x.astype(dt)
-        plain = cache is not None or x.shape[1] == 1
-        if self.has_variable("params", "wqkv"):  # the serving layout (fuse_qkv): one projection, then split
-            qkv = _project(xd, self.get_variable("params", "wqkv").astype(dt), plain)
-            q, k, v = qkv[:, :n], qkv[:, n:n + kv], qkv[:, n + kv:]
-        else:
+        fused = self.has_variable("params", "wqkv")  # the serving layout (fuse_qkv): one projection, then split
+        if not fused:  # declared before wo: init draws each parameter's key in declaration order
             wq = self.param("wq", nn.with_logical_partitioning(weight_init(cfg), (EMBED, HEADS, HEAD_DIM)), (d, n, h))
             wk = self.param("wk", nn.with_logical_partitioning(weight_init(cfg), (EMBED, KV_HEADS, HEAD_DIM)),
                             (d, kv, h))
             wv = self.param("wv", nn.with_logical_partitioning(weight_init(cfg), (EMBED, KV_HEADS, HEAD_DIM)),
                             (d, kv, h))
+        wo = self.param("wo", nn.with_logical_partitioning(out_init(cfg), (HEADS, HEAD_DIM, EMBED)), (n, h, d))
+        xd = x.astype(dt)
+        plain = cache is not None or x.shape[1] == 1
+        if fused:
+            qkv = _project(xd, self.get_variable("params", "wqkv").astype(dt), plain)
+            q, k, v = qkv[:, :n], qkv[:, n:n + kv], qkv[:, n + kv:]
+        else:
             q, k, v = (_project(xd, w.astype(dt), plain) for w in (wq, wk, wv))
         q = shard(q, (BATCH, ACT_HEADS, ATTN_LENGTH, None))
         k = shard(k, (BATCH, ACT_KV_HEADS, ATTN_LENGTH, None))
